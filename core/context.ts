@@ -1,0 +1,199 @@
+/**
+ * Builds the {@link PluginContext} a plugin's `setup` receives. Every door to the outside
+ * (`fetch`, `fs`, `env`, `spawn`, `gpu`) checks the plugin's grant on every call.
+ *
+ * In-process this is a contract, not a wall (JS can reach `globalThis.fetch`); untrusted plugins
+ * run isolated, where the same checks are backed by the subprocess's runtime permissions.
+ * @module
+ */
+
+import {
+  type Capability,
+  formatCapability,
+  type Grant,
+  createGrant,
+  netCapabilityFor,
+} from "./capabilities.ts";
+import { KeelError } from "./errors.ts";
+import type { Logger } from "./logger.ts";
+import { basename, dirname, isWithin, joinPath, resolvePath } from "./path.ts";
+import type { PluginContext, PluginFs } from "./plugin.ts";
+import type { Runtime, RuntimeFs } from "./runtime.ts";
+import type { ServiceKey, ServiceTable } from "./services.ts";
+
+/** What {@link createPluginContext} needs. */
+export interface PluginContextOptions {
+  readonly name: string;
+  readonly grant: Grant;
+  readonly logger: Logger;
+  readonly runtime?: Runtime | undefined;
+  readonly services?: ServiceTable;
+  /** The fetch to guard; default `globalThis.fetch`. */
+  readonly fetch?: typeof fetch;
+}
+
+const MAX_REDIRECTS = 20;
+
+function denied(plugin: string, action: string, wanted: Capability): KeelError {
+  const cap = formatCapability(wanted);
+  return new KeelError(
+    "E_CAPABILITY_DENIED",
+    `Plugin "${plugin}" may not ${action}: it was not granted "${cap}"; add "${cap}" to its ` +
+      `manifest capabilities and grant it (CLI: --allow ${cap})`,
+    { details: { plugin, missing: [cap] } },
+  );
+}
+
+function unsupported(what: string, runtime: Runtime | undefined): KeelError {
+  return new KeelError(
+    "E_RUNTIME_UNSUPPORTED",
+    `This host (${runtime?.name ?? "no runtime"}) has no ${what}; run on Deno or Bun, or pass a runtime to createKernel()`,
+  );
+}
+
+/**
+ * Resolves `path` through symlinks as far as it exists; a missing tail is appended unchanged,
+ * so a file about to be written is checked where it will really land.
+ */
+export async function realPathOrParent(fs: RuntimeFs, path: string): Promise<string> {
+  let head = path;
+  const tail: string[] = [];
+  for (;;) {
+    try {
+      return joinPath(await fs.realPath(head), ...tail);
+    } catch (e) {
+      if (!KeelError.is(e, "E_RUNTIME_NOT_FOUND") || head === "/") throw e;
+      tail.unshift(basename(head));
+      head = dirname(head);
+    }
+  }
+}
+
+/** Resolves each path capability of `grant` through symlinks (a granted /tmp that is a link). */
+export async function realizeGrant(grant: Grant, fs: RuntimeFs): Promise<Grant> {
+  const caps: Capability[] = [];
+  for (const cap of grant.capabilities) {
+    if ((cap.kind === "read" || cap.kind === "write" || cap.kind === "ffi") && cap.scope !== undefined) {
+      caps.push({ kind: cap.kind, scope: await realPathOrParent(fs, cap.scope) });
+    } else {
+      caps.push(cap);
+    }
+  }
+  return createGrant(caps);
+}
+
+/** Creates the context for one plugin. */
+export async function createPluginContext(options: PluginContextOptions): Promise<PluginContext> {
+  const { name, grant, logger, runtime, services } = options;
+  const baseFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+  const rfs = runtime?.fs;
+  const real = rfs ? await realizeGrant(grant, rfs) : grant;
+
+  function need(action: string, wanted: Capability): void {
+    if (!grant.covers(wanted)) throw denied(name, action, wanted);
+  }
+
+  async function checkPath(kind: "read" | "write", path: string): Promise<string> {
+    if (!runtime || !rfs) throw unsupported("file system", runtime);
+    if (typeof path !== "string" || path === "" || path.includes("\0")) {
+      throw new TypeError(`A path must be a non-empty string without NUL, got ${JSON.stringify(path)}`);
+    }
+    const absolute = resolvePath(path, runtime.cwd());
+    const verb = kind === "read" ? "read" : "write";
+    need(`${verb} "${absolute}"`, { kind, scope: absolute });
+    const target = await realPathOrParent(rfs, absolute);
+    if (!real.covers({ kind, scope: target })) {
+      throw new KeelError(
+        "E_CAPABILITY_DENIED",
+        `Plugin "${name}" may not ${verb} "${absolute}": it leads through a symlink to "${target}", outside its grant`,
+        { details: { plugin: name, path: absolute, target } },
+      );
+    }
+    return absolute;
+  }
+
+  const fs: PluginFs = {
+    readFile: async (p) => rfs!.readFile(await checkPath("read", p)),
+    readTextFile: async (p) => rfs!.readTextFile(await checkPath("read", p)),
+    readDir: async (p) => rfs!.readDir(await checkPath("read", p)),
+    stat: async (p) => rfs!.stat(await checkPath("read", p)),
+    writeFile: async (p, data) => rfs!.writeFile(await checkPath("write", p), data),
+    writeTextFile: async (p, text) => rfs!.writeTextFile(await checkPath("write", p), text),
+    mkdir: async (p) => rfs!.mkdir(await checkPath("write", p)),
+    remove: async (p) => rfs!.remove(await checkPath("write", p)),
+  };
+
+  async function guardedFetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
+    let request = new Request(input, init);
+    const follow = request.redirect === "follow";
+    for (let hop = 0; ; hop++) {
+      const url = new URL(request.url);
+      if (url.protocol !== "http:" && url.protocol !== "https:") {
+        throw new KeelError("E_CAPABILITY_DENIED", `Plugin "${name}" may only fetch http(s) URLs, not "${url.protocol}"`, {
+          details: { plugin: name, url: url.href },
+        });
+      }
+      need(`connect to "${url.host}"`, netCapabilityFor(url));
+      const response = await baseFetch(new Request(request, { redirect: "manual" }));
+      const location = response.headers.get("location");
+      if (!follow || response.status < 300 || response.status > 399 || location === null) return response;
+      if (hop >= MAX_REDIRECTS) throw new TypeError(`Too many redirects fetching "${request.url}"`);
+      await response.body?.cancel();
+      const next = new URL(location, url);
+      const keepBody = response.status === 307 || response.status === 308;
+      request = new Request(next, {
+        method: keepBody ? request.method : "GET",
+        headers: request.headers,
+        ...(keepBody && request.body ? { body: await request.clone().arrayBuffer() } : {}),
+      });
+    }
+  }
+
+  function checkRun(command: string): void {
+    if (!runtime?.processes) throw unsupported("processes", runtime);
+    need(`run "${command}"`, { kind: "run", scope: command });
+  }
+
+  return Object.freeze({
+    name,
+    logger,
+    grant,
+    runtime: runtime?.name ?? "edge",
+    fetch: guardedFetch,
+    fs: Object.freeze(fs),
+    env: Object.freeze({
+      get(key: string): string | undefined {
+        need(`read env "${key}"`, { kind: "env", scope: key });
+        if (!runtime) throw unsupported("environment", runtime);
+        return runtime.env.get(key);
+      },
+    }),
+    spawn(command: string, opts?: Parameters<PluginContext["spawn"]>[1]) {
+      checkRun(command);
+      return runtime!.processes!.spawn(command, opts);
+    },
+    run(command: string, opts?: Parameters<PluginContext["run"]>[1]) {
+      checkRun(command);
+      return runtime!.processes!.run(command, opts);
+    },
+    gpu(): GPU {
+      need("use the GPU", { kind: "gpu" });
+      const gpu = runtime?.gpu?.() ?? (globalThis.navigator as Navigator | undefined)?.gpu;
+      if (!gpu) throw unsupported("WebGPU", runtime);
+      return gpu;
+    },
+    provide<T>(key: ServiceKey<T>, value: T): void {
+      if (!services) throw new KeelError("E_RUNTIME_UNSUPPORTED", `Plugin "${name}" runs isolated and cannot provide services`);
+      services.provide(key, value, name);
+    },
+    require<T>(key: ServiceKey<T>): T {
+      if (!services) throw new KeelError("E_RUNTIME_UNSUPPORTED", `Plugin "${name}" runs isolated and cannot use services`);
+      return services.get(key, name);
+    },
+  });
+}
+
+/** True when `path` lies within some path capability of `kind` in `grant` (lexically). */
+export function grantCoversPath(grant: Grant, kind: "read" | "write", path: string): boolean {
+  return grant.capabilities.some((c) => c.kind === kind && (c.scope === undefined || isWithin(path, c.scope)));
+}

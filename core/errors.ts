@@ -1,0 +1,133 @@
+/**
+ * One error type for the whole system: {@link KeelError} with a `code` from {@link ErrorCode}.
+ *
+ * Codes are only ever added, never renamed or reused, so callers may switch on them.
+ * @module
+ */
+
+/** Every error code Keel raises, with a one-line meaning. Codes are only ever added. */
+export const ErrorCode = {
+  // Manifest and plugin loading
+  E_MANIFEST_INVALID: "A plugin manifest is not an object or a field has the wrong type",
+  E_MANIFEST_NAME: "A plugin manifest has a missing or malformed name",
+  E_MANIFEST_VERSION: "A plugin manifest has a version that is not valid semver",
+  E_MANIFEST_KERNEL_RANGE: "A plugin's kernel range is malformed or not satisfied by this kernel",
+  E_PLUGIN_DUPLICATE: "Two plugins share a name",
+  E_PLUGIN_REQUIRES_MISSING: "A plugin requires a plugin that is not loaded",
+  E_PLUGIN_REQUIRES_CYCLE: "Plugins require each other in a cycle",
+  E_PLUGIN_SETUP_FAILED: "A plugin's setup threw",
+  E_PLUGIN_HOOK_UNKNOWN: "A plugin returned a hook that does not exist",
+  E_PLUGIN_HOOK_INVALID: "A plugin returned a hook that is not a function or { order, handler }",
+  E_PLUGIN_LOAD_FAILED: "A plugin module could not be loaded",
+  E_PLUGIN_TIMEOUT: "An isolated plugin did not answer within its time limit and was killed",
+  E_PLUGIN_CRASHED: "An isolated plugin's process exited (out of memory, or it crashed)",
+  E_PLUGIN_PROTOCOL: "An isolated plugin sent a message that breaks the host protocol",
+  E_PLUGIN_DISPOSED: "A plugin was used after the kernel was disposed",
+  // Capabilities
+  E_CAPABILITY_UNKNOWN: "A capability names a kind that does not exist",
+  E_CAPABILITY_INVALID: "A capability string is malformed (for example a path with '..')",
+  E_CAPABILITY_DENIED: "A plugin asked for, or used, a capability it was not granted",
+  E_CAPABILITY_SYMLINK: "A granted path holds a symlink that leads outside the grant",
+  // Services and hooks
+  E_SERVICE_DUPLICATE: "Two plugins provide the same service",
+  E_SERVICE_MISSING: "A plugin requires a service that no plugin provides",
+  E_HOOK_FAILED: "One or more hook handlers threw",
+  E_HOOK_UNKNOWN: "A hook name that does not exist was called",
+  // Kernel and runtime
+  E_KERNEL_DISPOSED: "The kernel was used after dispose()",
+  E_KERNEL_OPTIONS: "createKernel() was given invalid options",
+  E_RUNTIME_UNSUPPORTED: "The current runtime does not provide what was asked for",
+  E_RUNTIME_SPAWN: "A process could not be started",
+  E_RUNTIME_NOT_FOUND: "A file or directory does not exist",
+  // CLI and scripts
+  E_CLI_USAGE: "A command was called with bad arguments",
+  E_SCRIPT_NOT_FOUND: "A script file does not exist",
+  E_SCRIPT_ENTRYPOINT: "A script has no callable entrypoint",
+  E_SCRIPT_FAILED: "A script threw",
+  E_EXECUTOR_MISSING: "No plugin provides an executor for a protocol",
+  E_CONFIG_INVALID: "A config value could not be parsed or coerced",
+} as const;
+
+/** A code from {@link ErrorCode}. */
+export type ErrorCodeName = keyof typeof ErrorCode;
+
+const BRAND = Symbol.for("keel.error");
+
+/** Options for {@link KeelError}. */
+export interface KeelErrorOptions {
+  /** The underlying error. */
+  readonly cause?: unknown;
+  /** Structured facts about the failure (plugin name, missing capabilities, ...). */
+  readonly details?: Readonly<Record<string, unknown>>;
+}
+
+/** The JSON shape of a {@link KeelError}; what crosses process and HTTP boundaries. */
+export interface KeelErrorJson {
+  readonly name: "KeelError";
+  readonly code: ErrorCodeName;
+  readonly message: string;
+  readonly details?: Readonly<Record<string, unknown>>;
+  readonly cause?: unknown;
+}
+
+/**
+ * The one error Keel throws. `code` says what went wrong; the message says what to do.
+ *
+ * @example
+ * ```ts
+ * import { KeelError } from "./errors.ts";
+ * const e = new KeelError("E_PLUGIN_DUPLICATE", 'Two plugins are named "a"');
+ * if (!KeelError.is(e, "E_PLUGIN_DUPLICATE")) throw new Error("unreachable");
+ * ```
+ */
+export class KeelError extends Error {
+  override readonly name = "KeelError";
+  readonly code: ErrorCodeName;
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+  readonly [BRAND] = true;
+
+  constructor(code: ErrorCodeName, message: string, options: KeelErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.details = options.details;
+  }
+
+  /** True when `e` is a KeelError (from any copy of this package), optionally with `code`. */
+  static is(e: unknown, code?: ErrorCodeName): e is KeelError {
+    if (typeof e !== "object" || e === null || (e as Record<symbol, unknown>)[BRAND] !== true) {
+      return false;
+    }
+    return code === undefined || (e as KeelError).code === code;
+  }
+
+  /** Rebuilds an error from {@link KeelError.toJSON} output (for example from a plugin process). */
+  static fromJSON(json: KeelErrorJson): KeelError {
+    const options: { details?: Readonly<Record<string, unknown>>; cause?: unknown } = {};
+    if (json.details !== undefined) options.details = json.details;
+    if (json.cause !== undefined) options.cause = json.cause;
+    return new KeelError(json.code in ErrorCode ? json.code : "E_PLUGIN_PROTOCOL", json.message, options);
+  }
+
+  /** A plain object safe to send as JSON; the cause is reduced to its name and message. */
+  toJSON(): KeelErrorJson {
+    const json: { -readonly [K in keyof KeelErrorJson]: KeelErrorJson[K] } = {
+      name: "KeelError",
+      code: this.code,
+      message: this.message,
+    };
+    if (this.details !== undefined) json.details = this.details;
+    if (this.cause !== undefined) json.cause = describeCause(this.cause);
+    return json;
+  }
+}
+
+function describeCause(cause: unknown): unknown {
+  if (KeelError.is(cause)) return cause.toJSON();
+  if (cause instanceof Error) return { name: cause.name, message: cause.message };
+  return String(cause);
+}
+
+/** The message of any thrown value, for reports. */
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

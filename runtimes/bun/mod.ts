@@ -1,0 +1,326 @@
+/// <reference types="./_types.d.ts" />
+/**
+ * The Runtime port on Bun: `node:fs/promises` for files, `Bun.spawn` for processes, `Bun.serve`
+ * for HTTP, `bun:sqlite` for SQLite, and module Web Workers. Bun has no WebGPU, so `gpu()` is
+ * undefined; `denoPath()` finds the `deno` binary that Keel depends on, for isolated plugins.
+ *
+ * The only file besides its Deno twin that names Bun's globals; `runtimes/mod.ts` loads it with
+ * a dynamic import so Deno never evaluates it.
+ * @module
+ */
+
+import { Database } from "bun:sqlite";
+import { existsSync, realpathSync } from "node:fs";
+import * as fs from "node:fs/promises";
+import { tmpdir } from "node:os";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { KeelError } from "../../core/errors.ts";
+import { joinPath, resolvePath } from "../../core/path.ts";
+import type {
+  ChildProcess,
+  FetchHandler,
+  FileInfo,
+  ProcessOutput,
+  ProcessStatus,
+  Runtime,
+  RuntimeFs,
+  RuntimeProcesses,
+  Server,
+  ServeOptions,
+  SpawnOptions,
+  SqliteHandle,
+} from "../../core/runtime.ts";
+
+const bun = (globalThis as unknown as { Bun: BunGlobal }).Bun;
+
+/** Creates the Runtime for the current Bun process. */
+export function createBunRuntime(): Runtime {
+  return {
+    name: "bun",
+    version: bun.version,
+    cwd: () => process.cwd(),
+    resolvePath: (path, base) => resolvePath(path, resolvePath(base ?? ".", process.cwd())),
+    env: {
+      get: (name) => process.env[name],
+      toObject: () => envObject(),
+    },
+    fs: bunFs,
+    processes: bunProcesses,
+    serve: bunServe,
+    openSqlite: openBunSqlite,
+    createWorker: (url, options) =>
+      new Worker(url, options?.name === undefined ? { type: "module" } : { type: "module", name: options.name }),
+    denoPath: findDeno,
+    gpu: () => undefined,
+  };
+}
+
+function envObject(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value !== undefined) out[key] = value;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+
+const bunFs: RuntimeFs = {
+  readFile: (path) =>
+    mapFsError(path, async () => {
+      const buffer = await fs.readFile(path);
+      // A Buffer is a Uint8Array subclass; hand out a plain view so values compare equal everywhere.
+      return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+    }),
+  readTextFile: (path) => mapFsError(path, () => fs.readFile(path, "utf8")),
+  writeFile: (path, data) => mapFsError(path, () => fs.writeFile(path, data)),
+  writeTextFile: (path, text) => mapFsError(path, () => fs.writeFile(path, text, "utf8")),
+  appendTextFile: (path, text) => mapFsError(path, () => fs.appendFile(path, text, "utf8")),
+  readDir: (path) =>
+    mapFsError(path, async () => {
+      const entries = await fs.readdir(path, { withFileTypes: true });
+      return entries
+        .map((e) => ({
+          name: e.name,
+          isFile: e.isFile(),
+          isDirectory: e.isDirectory(),
+          isSymlink: e.isSymbolicLink(),
+        }))
+        // Sorted so every runtime lists a directory the same way.
+        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    }),
+  mkdir: (path) =>
+    mapFsError(path, async () => {
+      await fs.mkdir(path, { recursive: true });
+    }),
+  remove: (path) => fs.rm(path, { recursive: true, force: true }),
+  stat: (path) => mapFsError(path, async () => toFileInfo(await fs.stat(path))),
+  lstat: (path) => mapFsError(path, async () => toFileInfo(await fs.lstat(path))),
+  realPath: (path) => mapFsError(path, () => fs.realpath(path)),
+  async exists(path) {
+    try {
+      await fs.stat(path);
+      return true;
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw e;
+    }
+  },
+  makeTempDir: (prefix) => fs.mkdtemp(joinPath(tmpdir(), prefix ?? "keel-")),
+};
+
+interface NodeStats {
+  isFile(): boolean;
+  isDirectory(): boolean;
+  isSymbolicLink(): boolean;
+  size: number;
+  mtimeMs: number;
+}
+
+function toFileInfo(stats: NodeStats): FileInfo {
+  return {
+    isFile: stats.isFile(),
+    isDirectory: stats.isDirectory(),
+    isSymlink: stats.isSymbolicLink(),
+    size: stats.size,
+    mtimeMs: Number.isFinite(stats.mtimeMs) ? stats.mtimeMs : null,
+  };
+}
+
+function isNotFound(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  // A path through a regular file ("file.txt/x") does not exist either.
+  return code === "ENOENT" || code === "ENOTDIR";
+}
+
+async function mapFsError<T>(path: string, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (e) {
+    if (isNotFound(e)) {
+      throw new KeelError(
+        "E_RUNTIME_NOT_FOUND",
+        `No such file or directory "${path}": check the path, or create it first`,
+        { cause: e, details: { path } },
+      );
+    }
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+const bunProcesses: RuntimeProcesses = {
+  spawn: spawnBun,
+  async run(command, options = {}) {
+    const child = spawnBun(command, { ...options, stdout: "piped", stderr: "piped" });
+    // `run` has nothing to write, so a piped stdin gets end-of-file at once.
+    if (child.stdin !== null) await child.stdin.close();
+    const [stdout, stderr, status] = await Promise.all([
+      new Response(child.stdout).text(),
+      new Response(child.stderr).text(),
+      child.status,
+    ]);
+    const output: ProcessOutput = { ...status, stdout, stderr };
+    return output;
+  },
+};
+
+const STDIO = { piped: "pipe", inherit: "inherit", null: "ignore" } as const;
+
+function spawnBun(command: string, options: SpawnOptions = {}): ChildProcess {
+  const stdin = options.stdin ?? "inherit";
+  const stdout = options.stdout ?? "inherit";
+  const stderr = options.stderr ?? "inherit";
+  // Bun's `env` replaces the environment; the contract adds to it unless `clearEnv`.
+  const env = options.clearEnv === true ? { ...options.env } : { ...envObject(), ...options.env };
+  const spawnOptions: BunSpawnOptions = {
+    env,
+    stdin: STDIO[stdin],
+    stdout: STDIO[stdout],
+    stderr: STDIO[stderr],
+  };
+  if (options.cwd !== undefined) spawnOptions.cwd = options.cwd;
+  let child: BunSubprocess;
+  try {
+    child = bun.spawn([command, ...(options.args ?? [])], spawnOptions);
+  } catch (e) {
+    throw spawnError(command, options, e);
+  }
+  const kill = (signal: "SIGTERM" | "SIGKILL" | "SIGINT" = "SIGTERM"): void => {
+    // Bun ignores a kill after exit, as the contract asks.
+    child.kill(signal);
+  };
+  const abortSignal = options.signal;
+  const onAbort = (): void => kill("SIGKILL");
+  if (abortSignal !== undefined) {
+    if (abortSignal.aborted) onAbort();
+    else abortSignal.addEventListener("abort", onAbort, { once: true });
+  }
+  const status = child.exited.then((code): ProcessStatus => {
+    abortSignal?.removeEventListener("abort", onAbort);
+    const signal = child.signalCode;
+    // `exited` is already 128 + signal number for a killed child, as Deno reports it.
+    return { success: code === 0 && signal === null, code, signal };
+  });
+  return {
+    pid: child.pid,
+    stdin: stdin === "piped" && child.stdin !== undefined ? sinkToWritable(child.stdin) : null,
+    stdout: stdout === "piped" ? child.stdout ?? null : null,
+    stderr: stderr === "piped" ? child.stderr ?? null : null,
+    status,
+    kill,
+  };
+}
+
+/** Wraps Bun's FileSink in the web WritableStream the contract promises. */
+function sinkToWritable(sink: BunFileSink): WritableStream<Uint8Array> {
+  return new WritableStream<Uint8Array>({
+    async write(chunk) {
+      sink.write(chunk);
+      await sink.flush();
+    },
+    async close() {
+      await sink.end();
+    },
+    async abort() {
+      await sink.end();
+    },
+  });
+}
+
+function spawnError(command: string, options: SpawnOptions, cause: unknown): KeelError {
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  const where = options.cwd === undefined ? "" : ` in "${options.cwd}"`;
+  return new KeelError(
+    "E_RUNTIME_SPAWN",
+    `Could not start "${command}"${where} (${reason}): check that it is installed, on PATH, and that the directory exists`,
+    { cause, details: { command } },
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+function bunServe(handler: FetchHandler, options: ServeOptions = {}): Promise<Server> {
+  const hostname = options.hostname ?? "127.0.0.1";
+  let server: BunServer;
+  try {
+    server = bun.serve({ hostname, port: options.port ?? 0, development: false, fetch: handler });
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    // Graceful: stop accepting, let requests in flight finish.
+    closing ??= server.stop(false);
+    return closing;
+  };
+  const signal = options.signal;
+  if (signal !== undefined) {
+    if (signal.aborted) void close();
+    else signal.addEventListener("abort", () => void close(), { once: true });
+  }
+  const port = server.port;
+  return Promise.resolve({
+    hostname,
+    port,
+    url: `http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`,
+    close,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQLite
+
+function openBunSqlite(path: string): SqliteHandle {
+  // Integers come back as bigint and are narrowed in `fromSqlite`, so values beyond 2^53 survive
+  // instead of silently losing precision (bun:sqlite's default).
+  const db = new Database(path, { create: true, safeIntegers: true });
+  return {
+    exec(sql) {
+      db.exec(sql);
+    },
+    all(sql, params = []) {
+      return db.query(sql).all(...params).map((row) => {
+        const out: Record<string, unknown> = {};
+        for (const key of Object.keys(row)) out[key] = fromSqlite(row[key]);
+        return out;
+      });
+    },
+    values(sql, params = []) {
+      return db.query(sql).values(...params).map((row) => row.map(fromSqlite));
+    },
+    run(sql, params = []) {
+      const result = db.query(sql).run(...params);
+      return { changes: Number(result.changes), lastInsertRowid: Number(result.lastInsertRowid) };
+    },
+    close() {
+      db.close();
+    },
+  };
+}
+
+function fromSqlite(value: unknown): unknown {
+  if (typeof value === "bigint" && value <= BigInt(Number.MAX_SAFE_INTEGER) && value >= BigInt(Number.MIN_SAFE_INTEGER)) {
+    return Number(value);
+  }
+  return value;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deno, for isolated plugins and sandboxes
+
+function findDeno(): string {
+  const local = fileURLToPath(new URL("../../node_modules/.bin/deno", import.meta.url));
+  if (existsSync(local)) return realpathSync(local);
+  const onPath = bun.which("deno");
+  if (onPath !== null) return onPath;
+  throw new KeelError(
+    "E_RUNTIME_UNSUPPORTED",
+    'No "deno" binary found in node_modules/.bin or on PATH: run "bun install" (Keel depends on the deno package) or install Deno',
+  );
+}

@@ -1,0 +1,301 @@
+/**
+ * The Runtime port on Deno: `Deno.*` for files, processes and HTTP, `node:sqlite` for SQLite,
+ * module Web Workers, and `navigator.gpu` for WebGPU.
+ *
+ * The only file besides its Bun twin that names Deno's globals; `runtimes/mod.ts` loads it with
+ * a dynamic import so Bun never evaluates it.
+ * @module
+ */
+
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { KeelError } from "../../core/errors.ts";
+import { resolvePath } from "../../core/path.ts";
+import type {
+  ChildProcess,
+  DirEntry,
+  FetchHandler,
+  FileInfo,
+  ProcessOutput,
+  ProcessStatus,
+  Runtime,
+  RuntimeFs,
+  RuntimeProcesses,
+  Server,
+  ServeOptions,
+  SpawnOptions,
+  SqliteHandle,
+} from "../../core/runtime.ts";
+
+/** Creates the Runtime for the current Deno process. */
+export function createDenoRuntime(): Runtime {
+  return {
+    name: "deno",
+    version: Deno.version.deno,
+    cwd: () => Deno.cwd(),
+    resolvePath: (path, base) => resolvePath(path, resolvePath(base ?? ".", Deno.cwd())),
+    env: {
+      get: (name) => Deno.env.get(name),
+      toObject: () => Deno.env.toObject(),
+    },
+    fs: denoFs,
+    processes: denoProcesses,
+    serve: denoServe,
+    openSqlite: openDenoSqlite,
+    createWorker: (url, options) =>
+      new Worker(url, options?.name === undefined ? { type: "module" } : { type: "module", name: options.name }),
+    denoPath: () => Deno.execPath(),
+    gpu: () => navigator.gpu,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+
+const denoFs: RuntimeFs = {
+  readFile: (path) => mapFsError(path, () => Deno.readFile(path)),
+  readTextFile: (path) => mapFsError(path, () => Deno.readTextFile(path)),
+  writeFile: (path, data) => mapFsError(path, () => Deno.writeFile(path, data)),
+  writeTextFile: (path, text) => mapFsError(path, () => Deno.writeTextFile(path, text)),
+  appendTextFile: (path, text) =>
+    mapFsError(path, () => Deno.writeTextFile(path, text, { append: true })),
+  readDir: (path) =>
+    mapFsError(path, async () => {
+      const entries: DirEntry[] = [];
+      for await (const e of Deno.readDir(path)) {
+        entries.push({
+          name: e.name,
+          isFile: e.isFile,
+          isDirectory: e.isDirectory,
+          isSymlink: e.isSymlink,
+        });
+      }
+      // Sorted so every runtime lists a directory the same way.
+      return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    }),
+  mkdir: (path) => mapFsError(path, () => Deno.mkdir(path, { recursive: true })),
+  async remove(path) {
+    try {
+      await Deno.remove(path, { recursive: true });
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  },
+  stat: (path) => mapFsError(path, async () => toFileInfo(await Deno.stat(path))),
+  lstat: (path) => mapFsError(path, async () => toFileInfo(await Deno.lstat(path))),
+  realPath: (path) => mapFsError(path, () => Deno.realPath(path)),
+  async exists(path) {
+    try {
+      await Deno.stat(path);
+      return true;
+    } catch (e) {
+      if (isNotFound(e)) return false;
+      throw e;
+    }
+  },
+  makeTempDir: (prefix) => Deno.makeTempDir({ prefix: prefix ?? "keel-" }),
+};
+
+function toFileInfo(info: Deno.FileInfo): FileInfo {
+  return {
+    isFile: info.isFile,
+    isDirectory: info.isDirectory,
+    isSymlink: info.isSymlink,
+    size: info.size,
+    mtimeMs: info.mtime === null ? null : info.mtime.getTime(),
+  };
+}
+
+function isNotFound(e: unknown): boolean {
+  // A path through a regular file ("file.txt/x") does not exist either.
+  return e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory;
+}
+
+async function mapFsError<T>(path: string, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (e) {
+    if (isNotFound(e)) {
+      throw new KeelError(
+        "E_RUNTIME_NOT_FOUND",
+        `No such file or directory "${path}": check the path, or create it first`,
+        { cause: e, details: { path } },
+      );
+    }
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+const denoProcesses: RuntimeProcesses = {
+  spawn: spawnDeno,
+  async run(command, options = {}) {
+    const child = spawnDeno(command, { ...options, stdout: "piped", stderr: "piped" });
+    // `run` has nothing to write, so a piped stdin gets end-of-file at once.
+    if (child.stdin !== null) await child.stdin.close();
+    const [stdout, stderr, status] = await Promise.all([
+      new Response(child.stdout).text(),
+      new Response(child.stderr).text(),
+      child.status,
+    ]);
+    const output: ProcessOutput = { ...status, stdout, stderr };
+    return output;
+  },
+};
+
+function spawnDeno(command: string, options: SpawnOptions = {}): ChildProcess {
+  const stdin = options.stdin ?? "inherit";
+  const stdout = options.stdout ?? "inherit";
+  const stderr = options.stderr ?? "inherit";
+  const commandOptions: Deno.CommandOptions = {
+    args: [...(options.args ?? [])],
+    stdin,
+    stdout,
+    stderr,
+    clearEnv: options.clearEnv ?? false,
+  };
+  if (options.cwd !== undefined) commandOptions.cwd = options.cwd;
+  if (options.env !== undefined) commandOptions.env = { ...options.env };
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(command, commandOptions).spawn();
+  } catch (e) {
+    throw spawnError(command, options, e);
+  }
+  const kill = (signal: "SIGTERM" | "SIGKILL" | "SIGINT" = "SIGTERM"): void => {
+    try {
+      child.kill(signal);
+    } catch (e) {
+      // Deno throws a TypeError once the child has exited; the contract says that is fine.
+      if (!(e instanceof TypeError)) throw e;
+    }
+  };
+  const abortSignal = options.signal;
+  const onAbort = (): void => kill("SIGKILL");
+  if (abortSignal !== undefined) {
+    if (abortSignal.aborted) onAbort();
+    else abortSignal.addEventListener("abort", onAbort, { once: true });
+  }
+  const status = child.status.then((s): ProcessStatus => {
+    abortSignal?.removeEventListener("abort", onAbort);
+    return { success: s.success, code: s.code, signal: s.signal };
+  });
+  return {
+    pid: child.pid,
+    // Deno throws when a stream that was not piped is read, so only touch the piped ones.
+    stdin: stdin === "piped" ? child.stdin : null,
+    stdout: stdout === "piped" ? child.stdout : null,
+    stderr: stderr === "piped" ? child.stderr : null,
+    status,
+    kill,
+  };
+}
+
+function spawnError(command: string, options: SpawnOptions, cause: unknown): KeelError {
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  const where = options.cwd === undefined ? "" : ` in "${options.cwd}"`;
+  return new KeelError(
+    "E_RUNTIME_SPAWN",
+    `Could not start "${command}"${where} (${reason}): check that it is installed, on PATH, and that the directory exists`,
+    { cause, details: { command } },
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+function denoServe(handler: FetchHandler, options: ServeOptions = {}): Promise<Server> {
+  try {
+    return Promise.resolve(startDenoServer(handler, options));
+  } catch (e) {
+    // Binding fails synchronously (port in use, bad hostname); callers expect a rejection.
+    return Promise.reject(e);
+  }
+}
+
+function startDenoServer(handler: FetchHandler, options: ServeOptions): Server {
+  const hostname = options.hostname ?? "127.0.0.1";
+  const serveOptions: Deno.ServeTcpOptions = {
+    hostname,
+    port: options.port ?? 0,
+    // Without onListen Deno prints "Listening on ..." to stdout.
+    onListen: () => {},
+  };
+  if (options.signal !== undefined) serveOptions.signal = options.signal;
+  const server = Deno.serve(serveOptions, handler);
+  const { port } = server.addr;
+  let closing: Promise<void> | undefined;
+  return {
+    hostname,
+    port,
+    url: `http://${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`,
+    close() {
+      closing ??= server.shutdown();
+      return closing;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQLite
+
+/** How many prepared statements a handle keeps for reuse. */
+const STATEMENT_CACHE_SIZE = 100;
+
+function openDenoSqlite(path: string): SqliteHandle {
+  const db = new DatabaseSync(path);
+  const cache = new Map<string, StatementSync>();
+  function prepare(sql: string): StatementSync {
+    let statement = cache.get(sql);
+    if (statement === undefined) {
+      statement = db.prepare(sql);
+      // Integers come back as bigint and are narrowed in `fromSqlite`, so values beyond 2^53
+      // survive instead of throwing (node:sqlite's default) or losing precision.
+      statement.setReadBigInts(true);
+      if (cache.size >= STATEMENT_CACHE_SIZE) {
+        const oldest = cache.keys().next();
+        if (oldest.done !== true) cache.delete(oldest.value);
+      }
+      cache.set(sql, statement);
+    }
+    return statement;
+  }
+  return {
+    exec(sql) {
+      db.exec(sql);
+    },
+    all(sql, params = []) {
+      const statement = prepare(sql);
+      statement.setReturnArrays(false);
+      const rows = statement.all(...params) as Record<string, unknown>[];
+      return rows.map((row) => {
+        // node:sqlite rows have a null prototype; plain objects compare and print as users expect.
+        const out: Record<string, unknown> = {};
+        for (const key of Object.keys(row)) out[key] = fromSqlite(row[key]);
+        return out;
+      });
+    },
+    values(sql, params = []) {
+      const statement = prepare(sql);
+      statement.setReturnArrays(true);
+      const rows = statement.all(...params) as unknown as unknown[][];
+      return rows.map((row) => row.map(fromSqlite));
+    },
+    run(sql, params = []) {
+      const result = prepare(sql).run(...params);
+      return { changes: Number(result.changes), lastInsertRowid: Number(result.lastInsertRowid) };
+    },
+    close() {
+      cache.clear();
+      db.close();
+    },
+  };
+}
+
+function fromSqlite(value: unknown): unknown {
+  if (typeof value === "bigint" && value <= BigInt(Number.MAX_SAFE_INTEGER) && value >= BigInt(Number.MIN_SAFE_INTEGER)) {
+    return Number(value);
+  }
+  return value;
+}
