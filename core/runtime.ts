@@ -55,7 +55,10 @@ export interface RuntimeFs {
   makeTempDir(prefix?: string): Promise<string>;
 }
 
-/** How to start a process. */
+/**
+ * How to start a process. Streams default to "inherit"; `run` gives a "piped" stdin an
+ * immediate end-of-file, since its caller cannot write to it.
+ */
 export interface SpawnOptions {
   readonly args?: readonly string[];
   readonly cwd?: string;
@@ -127,7 +130,10 @@ export type FetchHandler = (request: Request) => Response | Promise<Response>;
 /** A bound SQL parameter. */
 export type SqlValue = string | number | bigint | null | Uint8Array;
 
-/** A synchronous SQLite connection (node:sqlite on Deno, bun:sqlite on Bun). */
+/**
+ * A synchronous SQLite connection (node:sqlite on Deno, bun:sqlite on Bun). Integers come back
+ * as numbers when they fit in 2^53 and as bigints beyond; rows are plain objects.
+ */
 export interface SqliteHandle {
   /** Runs one or more statements with no parameters (DDL, pragmas). */
   exec(sql: string): void;

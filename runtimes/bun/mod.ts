@@ -26,8 +26,8 @@ import type {
   Runtime,
   RuntimeFs,
   RuntimeProcesses,
-  Server,
   ServeOptions,
+  Server,
   SpawnOptions,
   SqliteHandle,
 } from "../../core/runtime.ts";
@@ -50,7 +50,10 @@ export function createBunRuntime(): Runtime {
     serve: bunServe,
     openSqlite: openBunSqlite,
     createWorker: (url, options) =>
-      new Worker(url, options?.name === undefined ? { type: "module" } : { type: "module", name: options.name }),
+      new Worker(
+        url,
+        options?.name === undefined ? { type: "module" } : { type: "module", name: options.name },
+      ),
     denoPath: findDeno,
     gpu: () => undefined,
   };
@@ -305,7 +308,10 @@ function openBunSqlite(path: string): SqliteHandle {
 }
 
 function fromSqlite(value: unknown): unknown {
-  if (typeof value === "bigint" && value <= BigInt(Number.MAX_SAFE_INTEGER) && value >= BigInt(Number.MIN_SAFE_INTEGER)) {
+  if (
+    typeof value === "bigint" && value <= BigInt(Number.MAX_SAFE_INTEGER) &&
+    value >= BigInt(Number.MIN_SAFE_INTEGER)
+  ) {
     return Number(value);
   }
   return value;

@@ -20,8 +20,8 @@ import type {
   Runtime,
   RuntimeFs,
   RuntimeProcesses,
-  Server,
   ServeOptions,
+  Server,
   SpawnOptions,
   SqliteHandle,
 } from "../../core/runtime.ts";
@@ -42,7 +42,10 @@ export function createDenoRuntime(): Runtime {
     serve: denoServe,
     openSqlite: openDenoSqlite,
     createWorker: (url, options) =>
-      new Worker(url, options?.name === undefined ? { type: "module" } : { type: "module", name: options.name }),
+      new Worker(
+        url,
+        options?.name === undefined ? { type: "module" } : { type: "module", name: options.name },
+      ),
     denoPath: () => Deno.execPath(),
     gpu: () => navigator.gpu,
   };
@@ -294,7 +297,10 @@ function openDenoSqlite(path: string): SqliteHandle {
 }
 
 function fromSqlite(value: unknown): unknown {
-  if (typeof value === "bigint" && value <= BigInt(Number.MAX_SAFE_INTEGER) && value >= BigInt(Number.MIN_SAFE_INTEGER)) {
+  if (
+    typeof value === "bigint" && value <= BigInt(Number.MAX_SAFE_INTEGER) &&
+    value >= BigInt(Number.MIN_SAFE_INTEGER)
+  ) {
     return Number(value);
   }
   return value;
