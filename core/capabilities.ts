@@ -106,6 +106,7 @@ function parsePathScope(text: string, scope: string, base: string | undefined): 
 function parseNetScope(text: string, scope: string): string {
   let host = scope;
   let port: string | undefined;
+  if (scope.includes("/")) throw invalid(text, 'write a host and optional port, not a URL, e.g. "net:example.com:443"');
   if (scope.startsWith("[")) {
     const close = scope.indexOf("]");
     if (close < 0) throw invalid(text, "an IPv6 address must be closed with ']'");
@@ -122,12 +123,20 @@ function parseNetScope(text: string, scope: string): string {
     port = parts[1];
   }
   if (!HOST.test(host)) throw invalid(text, `"${host}" is not a host name or IP address`);
+  // Requests are checked by their URL's hostname, so a grant must be written the same way
+  // ("[0:0:0:0:0:0:0:1]" is "[::1]").
+  let canonical: string;
+  try {
+    canonical = new URL(`http://${host}/`).hostname;
+  } catch {
+    throw invalid(text, `"${host}" is not a host name or IP address`);
+  }
   if (port !== undefined) {
     const n = Number(port);
     if (!/^\d+$/.test(port) || n < 1 || n > 65535) throw invalid(text, `"${port}" is not a port (1-65535)`);
-    return `${host.toLowerCase()}:${n}`;
+    return `${canonical}:${n}`;
   }
-  return host.toLowerCase();
+  return canonical;
 }
 
 function suggestKind(kind: string): string | undefined {
@@ -175,7 +184,10 @@ export function capabilityCovers(granted: Capability, wanted: Capability): boole
   if (granted.kind !== wanted.kind) return false;
   if (granted.scope === undefined) return true;
   if (wanted.scope === undefined) return false;
-  if (PATH_KINDS.has(granted.kind)) return isWithin(wanted.scope, granted.scope);
+  if (PATH_KINDS.has(granted.kind)) {
+    // Normalized here too: "/data/../etc" must not pass as lying under "/data".
+    return isAbsolutePath(wanted.scope) && isWithin(normalizePath(wanted.scope), granted.scope);
+  }
   if (granted.kind === "net") {
     const g = splitHostPort(granted.scope);
     const w = splitHostPort(wanted.scope);

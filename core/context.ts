@@ -54,6 +54,9 @@ function unsupported(what: string, runtime: Runtime | undefined): KeelError {
 /**
  * Resolves `path` through symlinks as far as it exists; a missing tail is appended unchanged,
  * so a file about to be written is checked where it will really land.
+ *
+ * @throws {KeelError} `E_CAPABILITY_SYMLINK` when the path leads through a symlink whose target
+ *   does not exist: a write would create that target, wherever it is.
  */
 export async function realPathOrParent(fs: RuntimeFs, path: string): Promise<string> {
   let head = path;
@@ -63,9 +66,24 @@ export async function realPathOrParent(fs: RuntimeFs, path: string): Promise<str
       return joinPath(await fs.realPath(head), ...tail);
     } catch (e) {
       if (!KeelError.is(e, "E_RUNTIME_NOT_FOUND") || head === "/") throw e;
+      if (await isSymlink(fs, head)) {
+        throw new KeelError(
+          "E_CAPABILITY_SYMLINK",
+          `"${head}" is a symlink to a path that does not exist, so where it leads cannot be checked; remove the link or create its target first`,
+          { details: { path: head } },
+        );
+      }
       tail.unshift(basename(head));
       head = dirname(head);
     }
+  }
+}
+
+async function isSymlink(fs: RuntimeFs, path: string): Promise<boolean> {
+  try {
+    return (await fs.lstat(path)).isSymlink;
+  } catch {
+    return false;
   }
 }
 
@@ -101,7 +119,16 @@ export async function createPluginContext(options: PluginContextOptions): Promis
     const absolute = resolvePath(path, runtime.cwd());
     const verb = kind === "read" ? "read" : "write";
     need(`${verb} "${absolute}"`, { kind, scope: absolute });
-    const target = await realPathOrParent(rfs, absolute);
+    let target: string;
+    try {
+      target = await realPathOrParent(rfs, absolute);
+    } catch (e) {
+      if (!KeelError.is(e, "E_CAPABILITY_SYMLINK")) throw e;
+      throw new KeelError("E_CAPABILITY_DENIED", `Plugin "${name}" may not ${verb} "${absolute}": ${e.message}`, {
+        cause: e,
+        details: { plugin: name, path: absolute },
+      });
+    }
     if (!real.covers({ kind, scope: target })) {
       throw new KeelError(
         "E_CAPABILITY_DENIED",
@@ -112,15 +139,17 @@ export async function createPluginContext(options: PluginContextOptions): Promis
     return absolute;
   }
 
+  // `checkPath` runs before `rfs` is touched: on a host without files it raises
+  // E_RUNTIME_UNSUPPORTED rather than a TypeError.
   const fs: PluginFs = {
-    readFile: async (p) => rfs!.readFile(await checkPath("read", p)),
-    readTextFile: async (p) => rfs!.readTextFile(await checkPath("read", p)),
-    readDir: async (p) => rfs!.readDir(await checkPath("read", p)),
-    stat: async (p) => rfs!.stat(await checkPath("read", p)),
-    writeFile: async (p, data) => rfs!.writeFile(await checkPath("write", p), data),
-    writeTextFile: async (p, text) => rfs!.writeTextFile(await checkPath("write", p), text),
-    mkdir: async (p) => rfs!.mkdir(await checkPath("write", p)),
-    remove: async (p) => rfs!.remove(await checkPath("write", p)),
+    readFile: async (p) => { const at = await checkPath("read", p); return rfs!.readFile(at); },
+    readTextFile: async (p) => { const at = await checkPath("read", p); return rfs!.readTextFile(at); },
+    readDir: async (p) => { const at = await checkPath("read", p); return rfs!.readDir(at); },
+    stat: async (p) => { const at = await checkPath("read", p); return rfs!.stat(at); },
+    writeFile: async (p, data) => { const at = await checkPath("write", p); return rfs!.writeFile(at, data); },
+    writeTextFile: async (p, text) => { const at = await checkPath("write", p); return rfs!.writeTextFile(at, text); },
+    mkdir: async (p) => { const at = await checkPath("write", p); return rfs!.mkdir(at); },
+    remove: async (p) => { const at = await checkPath("write", p); return rfs!.remove(at); },
   };
 
   async function guardedFetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
@@ -134,17 +163,22 @@ export async function createPluginContext(options: PluginContextOptions): Promis
         });
       }
       need(`connect to "${url.host}"`, netCapabilityFor(url));
-      const response = await baseFetch(new Request(request, { redirect: "manual" }));
+      // Sending consumes the body; keep `request` whole in case a 307/308 must send it again.
+      const sent = request.body === null ? request : request.clone();
+      const response = await baseFetch(new Request(sent, { redirect: "manual" }));
       const location = response.headers.get("location");
       if (!follow || response.status < 300 || response.status > 399 || location === null) return response;
       if (hop >= MAX_REDIRECTS) throw new TypeError(`Too many redirects fetching "${request.url}"`);
       await response.body?.cancel();
       const next = new URL(location, url);
       const keepBody = response.status === 307 || response.status === 308;
+      const headers = new Headers(request.headers);
+      // As browsers do: credentials for one origin are not sent to another.
+      if (next.origin !== url.origin) headers.delete("authorization");
       request = new Request(next, {
         method: keepBody ? request.method : "GET",
-        headers: request.headers,
-        ...(keepBody && request.body ? { body: await request.clone().arrayBuffer() } : {}),
+        headers,
+        ...(keepBody && request.body ? { body: await request.arrayBuffer() } : {}),
       });
     }
   }
@@ -173,7 +207,11 @@ export async function createPluginContext(options: PluginContextOptions): Promis
       return runtime!.processes!.spawn(command, opts);
     },
     run(command: string, opts?: Parameters<PluginContext["run"]>[1]) {
-      checkRun(command);
+      try {
+        checkRun(command);
+      } catch (e) {
+        return Promise.reject(e);
+      }
       return runtime!.processes!.run(command, opts);
     },
     gpu(): GPU {

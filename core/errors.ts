@@ -105,7 +105,7 @@ export class KeelError extends Error {
     const options: { details?: Readonly<Record<string, unknown>>; cause?: unknown } = {};
     if (json.details !== undefined) options.details = json.details;
     if (json.cause !== undefined) options.cause = json.cause;
-    return new KeelError(json.code in ErrorCode ? json.code : "E_PLUGIN_PROTOCOL", json.message, options);
+    return new KeelError(Object.hasOwn(ErrorCode, json.code) ? json.code : "E_PLUGIN_PROTOCOL", json.message, options);
   }
 
   /** A plain object safe to send as JSON; the cause is reduced to its name and message. */

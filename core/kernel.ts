@@ -102,7 +102,13 @@ interface Loaded {
 }
 
 function grantFor(policy: GrantPolicy | undefined, manifest: PluginManifest, base: string | undefined): Grant {
-  const list = policy === undefined ? [] : typeof policy === "function" ? policy(manifest) : policy[manifest.name] ?? [];
+  const list = policy === undefined
+    ? []
+    : typeof policy === "function"
+    ? policy(manifest)
+    : Object.hasOwn(policy, manifest.name)
+    ? policy[manifest.name] ?? []
+    : [];
   return createGrant(list, base === undefined ? {} : { base });
 }
 
@@ -235,7 +241,18 @@ export async function createKernel(options: KernelOptions = {}): Promise<Kernel>
     logger.warn(error.message, { plugin: c.manifest.name });
     deniedInfos.push(info(c, "denied", missing.map(formatCapability), [], error));
   }
-  // Plugins that require a denied plugin cannot load either; with "skip" that surfaces here.
+  // A plugin that requires a denied one cannot load either.
+  const deniedNames = new Set(deniedInfos.map((d) => d.name));
+  for (const c of allowed) {
+    const dep = (c.manifest.requires ?? []).find((r) => deniedNames.has(r));
+    if (dep !== undefined) {
+      throw new KeelError(
+        "E_PLUGIN_REQUIRES_MISSING",
+        `Plugin "${c.manifest.name}" requires plugin "${dep}", which was denied its capabilities; grant "${dep}" what it asks for`,
+        { details: { plugin: c.manifest.name, missing: dep } },
+      );
+    }
+  }
   const ordered = orderPlugins(allowed);
 
   const services = new ServiceTable();
@@ -293,6 +310,7 @@ export async function createKernel(options: KernelOptions = {}): Promise<Kernel>
 
   const table = new HookTable(setUp);
   let disposed = false;
+  let disposing: Promise<void> | undefined;
   const live = (): void => {
     if (disposed) throw new KeelError("E_KERNEL_DISPOSED", "The kernel was disposed; create a new one with createKernel()");
   };
@@ -327,15 +345,16 @@ export async function createKernel(options: KernelOptions = {}): Promise<Kernel>
         logger.warn(`An event observer failed on "${type}": ${errorMessage(e)}`);
       }
     },
-    async dispose() {
-      if (disposed) return;
+    dispose() {
       disposed = true;
-      const errors = await disposeAll();
-      if (errors.length) {
-        throw new KeelError("E_HOOK_FAILED", `${errors.length} plugin(s) failed to dispose: ${errors.map(errorMessage).join("; ")}`, {
-          cause: new AggregateError(errors),
-        });
-      }
+      disposing ??= disposeAll().then((errors) => {
+        if (errors.length) {
+          throw new KeelError("E_HOOK_FAILED", `${errors.length} plugin(s) failed to dispose: ${errors.map(errorMessage).join("; ")}`, {
+            cause: new AggregateError(errors),
+          });
+        }
+      });
+      return disposing;
     },
     [Symbol.asyncDispose]() {
       return kernel.dispose();

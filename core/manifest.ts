@@ -57,10 +57,10 @@ export function validateManifest(value: unknown, options: ValidateManifestOption
     fail("E_MANIFEST_NAME", `Plugin name ${JSON.stringify(m.name)} is not a valid package name; use lowercase letters, digits, '-', '.', '_', optionally scoped as "@scope/name"`);
   }
   const name = m.name;
-  if (typeof m.version !== "string" || semver.valid(m.version) === null) {
+  if (typeof m.version !== "string" || semver.valid(m.version) === null || /^[=v\s]|\s$/.test(m.version)) {
     fail("E_MANIFEST_VERSION", `${who} has version ${JSON.stringify(m.version)}, which is not semver; use a version like "1.0.0"`, name);
   }
-  if (typeof m.kernel !== "string" || semver.validRange(m.kernel) === null) {
+  if (typeof m.kernel !== "string" || m.kernel.trim() === "" || semver.validRange(m.kernel) === null) {
     fail("E_MANIFEST_KERNEL_RANGE", `${who} has kernel range ${JSON.stringify(m.kernel)}, which is not a semver range; use a range like "^1"`, name);
   }
   const kernelVersion = options.kernelVersion ?? KERNEL_VERSION;

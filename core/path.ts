@@ -59,9 +59,13 @@ export function isWithin(path: string, parent: string): boolean {
   return path === parent || path.startsWith(parent + "/");
 }
 
-/** A file path to a `file:` URL string; a URL string passes through. */
+/**
+ * An absolute file path to a `file:` URL string; a URL string passes through.
+ * @throws {TypeError} for a relative path ("a/b" would become the URL of host "a").
+ */
 export function toFileUrl(path: string): string {
   if (/^[a-z][a-z0-9+.-]*:/i.test(path)) return path;
+  if (!isAbsolutePath(path)) throw new TypeError(`A file URL needs an absolute path, got "${path}"; resolve it first`);
   return "file://" + encodeURI(normalizePath(path)).replace(/[?#]/g, encodeURIComponent);
 }
 
