@@ -3,13 +3,13 @@
  * @module
  */
 
-import semver from "semver";
+import { canParse, parse, parseRange, satisfies, tryParseRange } from "std-semver";
 import { KeelError } from "./errors.ts";
 import { parseCapability, type ParseCapabilityOptions } from "./capabilities.ts";
 import type { PluginManifest } from "./plugin.ts";
 
-/** The kernel's own version; plugins declare a range of it in `kernel`. */
-export const KERNEL_VERSION = "1.0.0";
+export { KERNEL_VERSION } from "./version.ts";
+import { KERNEL_VERSION } from "./version.ts";
 
 const NAME = /^(?:@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*$/;
 const KNOWN_FIELDS = new Set([
@@ -57,15 +57,15 @@ export function validateManifest(value: unknown, options: ValidateManifestOption
     fail("E_MANIFEST_NAME", `Plugin name ${JSON.stringify(m.name)} is not a valid package name; use lowercase letters, digits, '-', '.', '_', optionally scoped as "@scope/name"`);
   }
   const name = m.name;
-  if (typeof m.version !== "string" || semver.valid(m.version) === null || /^[=v\s]|\s$/.test(m.version)) {
+  if (typeof m.version !== "string" || !canParse(m.version) || /^[=v\s]|\s$/.test(m.version)) {
     fail("E_MANIFEST_VERSION", `${who} has version ${JSON.stringify(m.version)}, which is not semver; use a version like "1.0.0"`, name);
   }
-  if (typeof m.kernel !== "string" || m.kernel.trim() === "" || semver.validRange(m.kernel) === null) {
+  if (typeof m.kernel !== "string" || m.kernel.trim() === "" || tryParseRange(m.kernel) === undefined) {
     fail("E_MANIFEST_KERNEL_RANGE", `${who} has kernel range ${JSON.stringify(m.kernel)}, which is not a semver range; use a range like "^1"`, name);
   }
   const kernelVersion = options.kernelVersion ?? KERNEL_VERSION;
-  if (!semver.satisfies(kernelVersion, m.kernel)) {
-    fail("E_MANIFEST_KERNEL_RANGE", `${who} needs kernel "${m.kernel}" but this kernel is ${kernelVersion}; install a version of the plugin made for kernel ${semver.major(kernelVersion)}`, name);
+  if (!satisfies(parse(kernelVersion), parseRange(m.kernel))) {
+    fail("E_MANIFEST_KERNEL_RANGE", `${who} needs kernel "${m.kernel}" but this kernel is ${kernelVersion}; install a version of the plugin made for kernel ${parse(kernelVersion).major}`, name);
   }
   checkStringList(m, "requires", who, name);
   checkStringList(m, "capabilities", who, name);

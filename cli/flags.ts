@@ -1,0 +1,153 @@
+/**
+ * Command-line flags. citty parses each command's own arguments; this module reads the whole
+ * command line once more for what citty does not do: repeatable flags (`--set`, `--plugin`,
+ * `--allow`, `--trust`), flags given before the command name, and unknown flags (a usage error
+ * with a suggestion instead of being ignored).
+ * @module
+ */
+
+// Direct imports, not core/mod.ts: `keel --version` stays quick by loading only what it needs.
+import { editDistance } from "../core/capabilities.ts";
+import { KeelError } from "../core/errors.ts";
+
+/** Whether a flag takes a value. */
+export type FlagKind = "string" | "boolean";
+
+/** The flags a command accepts, by long name. */
+export type FlagSpec = Readonly<Record<string, FlagKind>>;
+
+/** Flags every command accepts. */
+export const COMMON_FLAGS = {
+  plugin: "string",
+  allow: "string",
+  trust: "string",
+  debug: "boolean",
+  help: "boolean",
+  version: "boolean",
+} as const satisfies FlagSpec;
+
+/** The flags `keel run` takes besides the common ones. */
+export const RUN_FLAGS = {
+  set: "string",
+  entrypoint: "string",
+  json: "boolean",
+} as const satisfies FlagSpec;
+
+/** The flags `keel plugins` takes besides the common ones. */
+export const PLUGINS_FLAGS = { json: "boolean" } as const satisfies FlagSpec;
+
+/** Each command's own flags; the common ones apply to all. */
+export const COMMAND_FLAGS: Readonly<Record<string, FlagSpec>> = {
+  plugins: PLUGINS_FLAGS,
+  run: RUN_FLAGS,
+};
+
+/** Short forms. */
+const SHORT: Readonly<Record<string, string>> = { h: "help", v: "version" };
+
+/** What {@link parseFlags} found. */
+export interface ParsedFlags {
+  /** Every value of each string flag, in order. */
+  readonly strings: ReadonlyMap<string, readonly string[]>;
+  /** Boolean flags that were set. */
+  readonly booleans: ReadonlySet<string>;
+  /** Arguments that are not flags, in order (the command name first, when given). */
+  readonly positionals: readonly string[];
+  /** Where each positional stands in the command line. */
+  readonly positionalIndexes: readonly number[];
+}
+
+function usage(message: string): KeelError {
+  return new KeelError("E_CLI_USAGE", message);
+}
+
+/**
+ * Splits a command line into flags and positionals. `--name value`, `--name=value` and
+ * `--no-name` (booleans) are accepted; everything after `--` is positional.
+ *
+ * @throws {KeelError} `E_CLI_USAGE` for an unknown flag (with a suggestion) or a missing value.
+ */
+export function parseFlags(argv: readonly string[], spec: FlagSpec): ParsedFlags {
+  const strings = new Map<string, string[]>();
+  const booleans = new Set<string>();
+  const positionals: string[] = [];
+  const positionalIndexes: number[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--") {
+      for (let j = i + 1; j < argv.length; j++) {
+        positionals.push(argv[j]!);
+        positionalIndexes.push(j);
+      }
+      break;
+    }
+    if (!arg.startsWith("-") || arg === "-") {
+      positionals.push(arg);
+      positionalIndexes.push(i);
+      continue;
+    }
+    const eq = arg.indexOf("=");
+    const rawName = arg.startsWith("--")
+      ? arg.slice(2, eq < 0 ? undefined : eq)
+      : arg.slice(1, eq < 0 ? undefined : eq);
+    const long = arg.startsWith("--") ? rawName : SHORT[rawName];
+    const negated = long?.startsWith("no-") === true && spec[long.slice(3)] === "boolean";
+    const name = negated ? long!.slice(3) : long;
+    const kind = name === undefined ? undefined : spec[name];
+    if (name === undefined || kind === undefined) throw unknownFlag(arg, spec);
+    if (kind === "boolean") {
+      if (eq >= 0) throw usage(`Flag --${name} takes no value; write --${name} or --no-${name}`);
+      if (negated) booleans.delete(name);
+      else booleans.add(name);
+      continue;
+    }
+    let value: string | undefined;
+    if (eq >= 0) value = arg.slice(eq + 1);
+    else {
+      value = argv[i + 1];
+      if (value === undefined || (value.startsWith("--") && value.length > 2)) {
+        throw usage(`Flag --${name} needs a value, as in --${name} <value>`);
+      }
+      i++;
+    }
+    const list = strings.get(name) ?? [];
+    list.push(value);
+    strings.set(name, list);
+  }
+  return { strings, booleans, positionals, positionalIndexes };
+}
+
+function unknownFlag(arg: string, spec: FlagSpec): KeelError {
+  const given = arg.replace(/^-+/, "").split("=")[0] ?? "";
+  const near = Object.keys(spec)
+    .map((name) => ({ name, d: editDistance(name, given) }))
+    .filter(({ d }) => d <= 2)
+    .sort((a, b) => a.d - b.d)[0]?.name;
+  return usage(
+    `Unknown flag "${arg}"` + (near ? `; did you mean --${near}?` : "; see keel --help"),
+  );
+}
+
+/** The last value of a string flag. */
+export function lastValue(flags: ParsedFlags, name: string): string | undefined {
+  const values = flags.strings.get(name);
+  return values?.[values.length - 1];
+}
+
+/** Every value of a string flag. */
+export function allValues(flags: ParsedFlags, name: string): readonly string[] {
+  return flags.strings.get(name) ?? [];
+}
+
+/**
+ * Splits `key=value` (from `--set`). The value may hold `=`; the key may not be empty.
+ *
+ * @throws {KeelError} `E_CLI_USAGE`
+ */
+export function parseAssignment(text: string, flag: string): [string, string] {
+  const eq = text.indexOf("=");
+  if (eq <= 0) {
+    throw usage(`--${flag} takes key=value, got "${text}"; for example --${flag} name=Ada`);
+  }
+  return [text.slice(0, eq), text.slice(eq + 1)];
+}

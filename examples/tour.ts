@@ -1,0 +1,138 @@
+/**
+ * A short narrated tour of Keel (`npm run demo`, or `bun examples/tour.ts`):
+ * 1. boot a kernel with two in-process plugins and list them;
+ * 2. try to load a plugin that asks for network access without the grant, and see the refusal;
+ * 3. load a plugin isolated in its own Deno subprocess and call its hook;
+ * 4. run a script through `script/v1`, with the run hooks around it;
+ * 5. shut everything down.
+ * @module
+ */
+
+import process from "node:process";
+import { createConsola } from "consola";
+import {
+  createKernel,
+  fromFileUrl,
+  joinPath,
+  KeelError,
+  type Kernel,
+  type LogFields,
+  type Logger,
+  type PluginManifest,
+} from "../mod.ts";
+import { detectRuntime } from "../runtimes/mod.ts";
+import executorScript from "../plugins/executor-script/mod.ts";
+import helloPlugin, { HelloService } from "./hello/hello-plugin.ts";
+import netPlugin from "./hello/net-plugin.ts";
+
+// Fixed settings, so the tour prints the same in a terminal, a pipe, CI or a test run.
+const consola = createConsola({ level: 3, fancy: process.stdout.isTTY === true });
+const here = (path: string): string => fromFileUrl(new URL(path, import.meta.url));
+
+/** A kernel Logger that prints through consola, tagged with the plugin's name. */
+function consolaLogger(fields: LogFields = {}): Logger {
+  const out = typeof fields.plugin === "string" ? consola.withTag(fields.plugin) : consola;
+  return {
+    debug: (message) => out.debug(message),
+    info: (message) => out.info(message),
+    warn: (message) => out.warn(message),
+    error: (message) => out.error(message),
+    child: (more) => consolaLogger({ ...fields, ...more }),
+  };
+}
+
+function listPlugins(kernel: Kernel): void {
+  for (const p of kernel.plugins) {
+    const caps = p.requested.length ? p.requested.join(", ") : "no capabilities";
+    consola.log(
+      `  • ${p.name}@${p.version}  ${p.isolated ? "isolated" : "in-process"}  ${caps}  hooks: ${
+        p.hooks.join(", ") || "none"
+      }`,
+    );
+  }
+}
+
+async function tour(): Promise<void> {
+  const runtime = await detectRuntime();
+  const logger = consolaLogger();
+  consola.box(`Keel tour on ${runtime.name} ${runtime.version}`);
+
+  consola.start("1. Boot a kernel with executor-script and the hello plugin (both in-process)");
+  const kernel = await createKernel({ runtime, logger, plugins: [executorScript, helloPlugin] });
+  listPlugins(kernel);
+
+  consola.start('2. Load a plugin that asks for "net:api.example.com:443", without granting it');
+  try {
+    const refused = await createKernel({ runtime, logger, plugins: [executorScript, netPlugin] });
+    await refused.dispose();
+    throw new Error("The kernel loaded a plugin whose capability was not granted");
+  } catch (e) {
+    if (!KeelError.is(e, "E_CAPABILITY_DENIED")) throw e;
+    consola.warn(`Refused (${e.code}): ${e.message}`);
+  }
+  consola.info(
+    "Capabilities are denied by default: the host grants each plugin a subset of what it asks for.",
+  );
+
+  consola.start(
+    "3. Load a plugin isolated, in its own Deno subprocess with permissions from its grant",
+  );
+  const dir = here("./hello/isolated-plugin/");
+  const pkg = JSON.parse(await runtime.fs!.readTextFile(joinPath(dir, "package.json"))) as {
+    name: string;
+    version: string;
+    keel: { entry: string; capabilities: string[]; kernel: string };
+  };
+  const manifest: PluginManifest = {
+    name: pkg.name,
+    version: pkg.version,
+    kernel: pkg.keel.kernel,
+    capabilities: pkg.keel.capabilities,
+  };
+  const isolated = await createKernel({
+    runtime,
+    logger,
+    plugins: [{ isolate: true, module: joinPath(dir, pkg.keel.entry), manifest }],
+    grants: { [pkg.name]: pkg.keel.capabilities },
+  });
+  try {
+    listPlugins(isolated);
+    consola.info(`This process is ${process.pid}; the plugin's hook runs in another one:`);
+    await isolated.emit("primes", { below: 30 });
+  } finally {
+    await isolated.dispose();
+  }
+
+  consola.start("4. Run examples/hello/hello.ts through script/v1");
+  try {
+    const file = here("./hello/hello.ts");
+    const executor = await kernel.resolveExecutor("script/v1");
+    const run = {
+      id: crypto.randomUUID(),
+      protocol: "script/v1",
+      target: file,
+      params: { name: "world" },
+    };
+    await kernel.callHook("beforeRun", run);
+    const started = performance.now();
+    const value = await executor.execute({
+      method: "script/run",
+      params: { file, params: run.params, runId: run.id },
+    });
+    await kernel.callHook("afterRun", run, {
+      ok: true,
+      value,
+      durationMs: performance.now() - started,
+    });
+    consola.success(`Result: ${JSON.stringify(value)}`);
+    consola.info(`The hello service counted ${kernel.services.get(HelloService).runs()} run(s).`);
+  } finally {
+    consola.start("5. Dispose");
+    await kernel.dispose();
+  }
+  consola.success(
+    "Done. Next: ./keel --help, ./keel plugins, ./keel run examples/hello/hello.ts --set name=Ada",
+  );
+}
+
+await tour();
