@@ -183,9 +183,11 @@ function deniedError(manifest: PluginManifest, missing: readonly Capability[]): 
  * Boots a kernel: validates every manifest, orders plugins, checks their capabilities against
  * the host's grants, and runs each `setup`. A failing setup disposes the plugins already set up.
  *
- * @throws {KeelError} `E_MANIFEST_*`, `E_CAPABILITY_*`, `E_PLUGIN_DUPLICATE`,
- *   `E_PLUGIN_REQUIRES_MISSING`, `E_PLUGIN_REQUIRES_CYCLE`, `E_PLUGIN_SETUP_FAILED`,
- *   `E_PLUGIN_HOOK_UNKNOWN`, `E_SERVICE_DUPLICATE`, `E_SERVICE_MISSING`
+ * @throws {KeelError} `E_MANIFEST_*`, `E_CAPABILITY_DENIED`, `E_CAPABILITY_SYMLINK`,
+ *   `E_PLUGIN_DUPLICATE`, `E_PLUGIN_REQUIRES_MISSING`, `E_PLUGIN_REQUIRES_CYCLE`,
+ *   `E_PLUGIN_SETUP_FAILED`, `E_PLUGIN_HOOK_UNKNOWN`, `E_SERVICE_DUPLICATE`, `E_SERVICE_MISSING`,
+ *   and for isolated plugins `E_PLUGIN_TIMEOUT`, `E_PLUGIN_CRASHED`, `E_PLUGIN_LOAD_FAILED`,
+ *   `E_PLUGIN_PROTOCOL`
  * @example
  * ```ts
  * import { createKernel, definePlugin } from "../mod.ts";
@@ -287,8 +289,12 @@ export async function createKernel(options: KernelOptions = {}): Promise<Kernel>
       if (isIsolatedSpec(c.entry)) {
         if (!runtime) throw new KeelError("E_RUNTIME_UNSUPPORTED", `Plugin "${name}" must run isolated, which needs a runtime with processes (Deno or Bun)`);
         const handle = await startIsolatedPlugin(c.entry, { runtime, grant, logger: log });
-        const hooks: Record<string, (...args: unknown[]) => Promise<unknown>> = {};
-        for (const hook of handle.hooks) hooks[hook] = (...args: unknown[]) => handle.call(hook, args);
+        const hooks: Record<string, unknown> = {};
+        for (const hook of handle.hooks) {
+          const handler = (...args: unknown[]) => handle.call(hook, args);
+          const order = handle.orders[hook];
+          hooks[hook] = order ? { order, handler } : handler;
+        }
         setUp.push({ plugin: name, hooks: hooks as Hooks, close: () => handle.close() });
         infos.push(info(c, "loaded", [], handle.hooks));
       } else {

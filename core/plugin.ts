@@ -167,7 +167,10 @@ export interface IsolatedPluginSpec {
   readonly timeoutMs?: number;
   /** Process start plus `setup`. Default 15 000. */
   readonly setupTimeoutMs?: number;
-  /** V8 old-space cap for the process. Default 256. */
+  /**
+   * V8 old-space cap for the process, in MiB. Default 256. On Linux the whole process is also
+   * killed past `memoryMb + 256` MiB resident (memory outside the V8 heap, such as ArrayBuffers).
+   */
   readonly memoryMb?: number;
 }
 
