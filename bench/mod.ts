@@ -11,17 +11,15 @@ import { detectRuntime } from "../runtimes/mod.ts";
 import { type BenchRow, median, timeCommands, timeRuns, writeResults } from "./_harness.ts";
 
 const runtime = await detectRuntime();
-const argv = (globalThis as { Deno?: { args: string[] } }).Deno?.args ??
-  (globalThis as unknown as { Bun: { argv: string[] } }).Bun.argv.slice(2);
-const runsArg = argv.indexOf("--runs");
-const RUNS = runsArg >= 0 ? Number(argv[runsArg + 1]) : 15;
+const runsArg = runtime.args.indexOf("--runs");
+const RUNS = runsArg >= 0 ? Number(runtime.args[runsArg + 1]) : 15;
 const root = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const deno = runtime.denoPath!();
 const bun = runtime.resolvePath("node_modules/.bin/bun", root);
 const rows: BenchRow[] = [];
 
 function log(message: string): void {
-  (globalThis as unknown as { console: { error(m: string): void } }).console.error(message);
+  runtime.writeStderr(message + "\n");
 }
 
 // 1. Start-up: the kernel's own cost over the bare runtime, median of RUNS interleaved runs.

@@ -7,7 +7,7 @@
  */
 
 // Direct imports, not core/mod.ts: `keel --version` stays quick by loading only what it needs.
-import { editDistance } from "../core/capabilities.ts";
+import { editDistance } from "../core/edit-distance.ts";
 import { KeelError } from "../core/errors.ts";
 
 /** Whether a flag takes a value. */

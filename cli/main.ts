@@ -4,73 +4,51 @@
  * Runs on Deno (`deno task keel`, the `./keel` launcher) and on Bun (`bun cli/main.ts`); the
  * runtime adapter is picked with `detectRuntime()`. Exit codes: 0 ok, 1 an error (a KeelError
  * prints `✖ <message>` and `code: E_...`), 2 a usage error.
+ *
+ * Start-up is kept close to a bare `deno run`: everything goes through the Runtime port (no
+ * `node:process`, which boots Deno's Node compatibility layer), `keel --version` loads only
+ * this file, `flags.ts`, `version.ts` and the runtime adapter, and each command, the output
+ * and citty (for help only) load on demand.
  * @module
  */
 
-import process from "node:process";
-import type { CommandDef } from "citty";
-// Only what `keel --version` needs is imported up front; commands, citty and consola load on
-// demand, which keeps `keel --version` close to a bare `deno run`.
-import { editDistance } from "../core/capabilities.ts";
+import { editDistance } from "../core/edit-distance.ts";
 import { KeelError } from "../core/errors.ts";
+import type { Runtime } from "../core/runtime.ts";
 import { detectRuntime } from "../runtimes/mod.ts";
-import type { CliEnv } from "./env.ts";
+import type { CliCommand, CliEnv } from "./env.ts";
 import { COMMAND_FLAGS, COMMON_FLAGS, parseFlags, PLUGINS_FLAGS, RUN_FLAGS } from "./flags.ts";
-import { PACKAGE_VERSION, versionLine } from "./version.ts";
+import { versionLine } from "./version.ts";
 
-const ROOT_EXAMPLES = `
+type OutputModule = typeof import("./output.ts");
+type HelpModule = typeof import("./help.ts");
+type RunModule = typeof import("./commands/run.ts");
+type PluginsModule = typeof import("./commands/plugins.ts");
 
-EXAMPLES
-
-  keel run examples/hello/hello.ts --set name=Ada     run a script, overriding a param
-  keel run script.ts --json                           print { ok, result, runId, durationMs }
-  keel plugins --plugin ./my-plugin --allow net:api.example.com:443
-                                                      load a plugin isolated, grant it one host
-  keel run script.ts --plugin ./p.ts --trust p        run plugin "p" in-process (full trust)
-`;
-
-function stdoutColors(): boolean {
-  const noColor = process.env.NO_COLOR;
-  return process.stdout.isTTY === true && (noColor === undefined || noColor === "");
+/**
+ * Imports a module of the CLI when it is first needed. The specifier is computed on purpose:
+ * Deno loads the whole graph behind every literal `import("...")` before the program starts
+ * (about 2 ms here, for the kernel and citty), even when the branch never runs. The price is
+ * that Deno asks for read access to these files, which every way of starting Keel grants (and
+ * without which an error is still reported, as a plain line).
+ */
+function load<T>(path: string): Promise<T> {
+  return import(new URL(path, import.meta.url).href) as Promise<T>;
 }
 
-function stripAnsi(text: string): string {
-  // deno-lint-ignore no-control-regex -- ANSI escapes start with ESC
-  return text.replace(/\u001b\[[0-9;]*m/g, "");
-}
+/** Loads each command on demand; the keys are those of `COMMAND_FLAGS`. */
+const COMMANDS: Readonly<Record<string, () => Promise<CliCommand>>> = {
+  run: async () => (await load<RunModule>("./commands/run.ts")).RUN_COMMAND,
+  plugins: async () => (await load<PluginsModule>("./commands/plugins.ts")).PLUGINS_COMMAND,
+};
 
 function usage(message: string): KeelError {
   return new KeelError("E_CLI_USAGE", message);
 }
 
-async function createRoot(
-  env: CliEnv,
-): Promise<{ root: CommandDef; commands: Record<string, CommandDef> }> {
-  const [{ defineCommand }, { createRunCommand }, { createPluginsCommand }, { COMMON_ARGS }] =
-    await Promise.all([
-      import("citty"),
-      import("./commands/run.ts"),
-      import("./commands/plugins.ts"),
-      import("./commands/common.ts"),
-    ]);
-  // citty types each command by its own arguments; the dispatcher only needs the common shape.
-  const commands = {
-    run: createRunCommand(env) as unknown as CommandDef,
-    plugins: createPluginsCommand(env) as unknown as CommandDef,
-  };
-  const root = defineCommand({
-    meta: {
-      name: "keel",
-      version: PACKAGE_VERSION,
-      description: "Keel: a small kernel that runs scripts and capability-checked plugins",
-    },
-    args: {
-      ...COMMON_ARGS,
-      version: { type: "boolean", description: "Print the keel, kernel and runtime versions" },
-    },
-    subCommands: commands,
-  }) as unknown as CommandDef;
-  return { root, commands };
+/** The exit code for an error: 2 for usage errors, 1 for everything else. */
+function exitCodeFor(e: unknown): number {
+  return KeelError.is(e, "E_CLI_USAGE") ? 2 : 1;
 }
 
 /** Which command the positionals name, or a usage error with a suggestion. */
@@ -85,19 +63,26 @@ function pickCommand(name: string | undefined): string | undefined {
   );
 }
 
-/** Writes to stdout and resolves once the text is handed to the OS (safe to exit after). */
-function writeStdout(text: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    process.stdout.write(text, (error) => (error ? reject(error) : resolve()));
-  });
+async function loadCommands(): Promise<Record<string, CliCommand>> {
+  const names = Object.keys(COMMANDS);
+  const loaded = await Promise.all(names.map((name) => COMMANDS[name]!()));
+  return Object.fromEntries(names.map((name, i) => [name, loaded[i]!]));
 }
 
 /**
  * Runs the CLI with `argv` (without the program name) and returns the exit code. Never throws:
- * errors are printed.
+ * errors are printed. `runtime` defaults to the host's (`detectRuntime()`).
  */
-export async function main(argv: readonly string[]): Promise<number> {
-  const envDebug = process.env.KEEL_DEBUG;
+export async function main(argv: readonly string[], runtime?: Runtime): Promise<number> {
+  let host: Runtime;
+  try {
+    host = runtime ?? await detectRuntime();
+  } catch (e) {
+    // No runtime, so no writeStderr: the console is all there is.
+    console.error(`✖ ${e instanceof Error ? e.message : String(e)}`);
+    return 1;
+  }
+  const envDebug = host.env.get("KEEL_DEBUG");
   let debug = argv.includes("--debug") ||
     (envDebug !== undefined && envDebug !== "" && envDebug !== "0");
   let json = false;
@@ -111,65 +96,63 @@ export async function main(argv: readonly string[]): Promise<number> {
     });
     debug ||= flags.booleans.has("debug");
     json = flags.booleans.has("json");
-    const runtime = await detectRuntime();
     if (flags.booleans.has("version")) {
-      await writeStdout(versionLine(runtime) + "\n");
+      await host.writeStdout(versionLine(host) + "\n");
       return 0;
     }
 
-    const [{ renderUsage, runCommand }, output] = await Promise.all([
-      import("citty"),
-      import("./output.ts"),
-    ]);
-    const out = output.createCliConsola({ debug });
-    const env: CliEnv = {
-      runtime,
-      out,
-      logger: output.createConsolaLogger(out, {}, debug),
-      flags,
-      debug,
-    };
-    const { root, commands } = await createRoot(env);
     if (flags.booleans.has("help") || command === undefined) {
-      const text = command === undefined
-        ? (await renderUsage(root)) + ROOT_EXAMPLES
-        : await renderUsage(commands[command]!, root);
-      await writeStdout((stdoutColors() ? text : stripAnsi(text)).replace(/[ \t]+$/gm, "") + "\n");
+      const [{ renderHelp }, { colorsWanted }, commands] = await Promise.all([
+        load<HelpModule>("./help.ts"),
+        load<OutputModule>("./output.ts"),
+        loadCommands(),
+      ]);
+      const text = await renderHelp(commands, {
+        command,
+        colors: colorsWanted(host, "stdout"),
+      });
+      await host.writeStdout(text + "\n");
       if (command === undefined && argv.length > 0 && !flags.booleans.has("help")) {
         throw usage("Name a command: keel run <script> or keel plugins");
       }
       return 0;
     }
-    if (command === "run" && flags.positionals.length < 2) {
-      throw usage("keel run needs a script, as in: keel run examples/hello/hello.ts");
-    }
-    const at = flags.positionalIndexes[0]!;
-    try {
-      await runCommand(commands[command]!, {
-        rawArgs: [...argv.slice(0, at), ...argv.slice(at + 1)],
-      });
-    } catch (e) {
-      // citty reports its own argument errors (a missing positional) as CLIError.
-      if (e instanceof Error && e.name === "CLIError") {
-        throw usage(`${stripAnsi(e.message)} (keel ${command} --help)`);
-      }
-      throw e;
-    }
+
+    const [output, cliCommand] = await Promise.all([
+      load<OutputModule>("./output.ts"),
+      COMMANDS[command]!(),
+    ]);
+    const out = output.createCliOutput(host, { debug });
+    const env: CliEnv = {
+      runtime: host,
+      out,
+      logger: output.createCliLogger(out, {}, debug),
+      flags,
+      debug,
+    };
+    await cliCommand.run(env);
     return 0;
   } catch (e) {
-    const output = await import("./output.ts");
-    output.reportError(output.createCliConsola({ debug }), e, { debug });
+    const output = await load<OutputModule>("./output.ts").catch(() => undefined);
+    if (output === undefined) {
+      // Deno refused the import (no read access): the message still gets out, plainly.
+      host.writeStderr(`✖ ${e instanceof Error ? e.message : String(e)}\n`);
+    } else {
+      output.reportError(output.createCliOutput(host, { debug }), e, { debug });
+    }
     if (json) {
       const error = KeelError.is(e)
         ? e.toJSON()
         : { name: "Error", message: e instanceof Error ? e.message : String(e) };
-      await writeStdout(JSON.stringify({ ok: false, error }) + "\n").catch(() => {});
+      await host.writeStdout(JSON.stringify({ ok: false, error }) + "\n").catch(() => {});
     }
-    return output.exitCodeFor(e);
+    return exitCodeFor(e);
   }
 }
 
 if (import.meta.main) {
-  const code = await main(process.argv.slice(2));
-  process.exit(code);
+  const runtime = await detectRuntime();
+  const code = await main(runtime.args, runtime);
+  // A host without `exit` (none that runs this file today) ends when nothing is left to do.
+  runtime.exit?.(code);
 }

@@ -7,6 +7,9 @@
 
 import { KeelError } from "./errors.ts";
 import { isAbsolutePath, isWithin, normalizePath, resolvePath } from "./path.ts";
+import { editDistance } from "./edit-distance.ts";
+
+export { editDistance };
 
 /** Every capability kind. */
 export const CAPABILITY_KINDS = ["net", "read", "write", "env", "run", "ffi", "sys", "gpu"] as const;
@@ -147,21 +150,6 @@ function suggestKind(kind: string): string | undefined {
   const alias = aliases[kind.toLowerCase()];
   if (alias) return alias;
   return CAPABILITY_KINDS.find((k) => editDistance(k, kind.toLowerCase()) <= 1);
-}
-
-/** Levenshtein distance; small inputs only (names, keys). */
-export function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return row[b.length]!;
 }
 
 /** The canonical string form, the inverse of {@link parseCapability}. */

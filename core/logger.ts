@@ -12,7 +12,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 /** Structured fields attached to a log line. */
 export type LogFields = Readonly<Record<string, unknown>>;
 
-/** Where log lines go. The CLI backs it with consola; embedders bring their own. */
+/** Where log lines go. The CLI backs it with its stderr output; embedders bring their own. */
 export interface Logger {
   debug(message: string, fields?: LogFields): void;
   info(message: string, fields?: LogFields): void;

@@ -146,6 +146,20 @@ export interface SqliteHandle {
   close(): void;
 }
 
+/** One of the process's standard streams. */
+export type StdStream = "stdin" | "stdout" | "stderr";
+
+/** A signal a command line may handle (Ctrl-C, or a polite stop from a supervisor). */
+export type HandledSignal = "SIGINT" | "SIGTERM";
+
+/** How {@link Runtime.inspect} renders a value. */
+export interface InspectOptions {
+  /** ANSI colors; default false. */
+  readonly colors?: boolean;
+  /** How many levels of nesting are shown before `[Object]`; default the host's (2 or more). */
+  readonly depth?: number;
+}
+
 /** Everything the kernel can ask of its host. */
 export interface Runtime {
   readonly name: RuntimeName;
@@ -159,10 +173,35 @@ export interface Runtime {
     get(name: string): string | undefined;
     toObject(): Record<string, string>;
   };
+  /** The command-line arguments after the script (empty where the host has none). */
+  readonly args: readonly string[];
+  /** Whether a standard stream is a terminal (false where the host has no terminal). */
+  isTerminal(stream: StdStream): boolean;
+  /** Writes all of `text` to stdout; resolves once the host has it, so exiting after is safe. */
+  writeStdout(text: string): Promise<void>;
+  /** Writes all of `text` to stderr before returning, so log lines are never lost or reordered. */
+  writeStderr(text: string): void;
+  /** Renders any value for a human, as the host's console does (cycles and bigints included). */
+  inspect(value: unknown, options?: InspectOptions): string;
+  /**
+   * Ends the process with `code` at once. Absent where there is no process to end (an edge
+   * host); callers then return the code instead.
+   */
+  exit?(code: number): never;
+  /**
+   * Calls `handler` when the process receives `signal`, instead of the host's default (which
+   * ends the process); returns an unsubscribe, after which the default applies again once no
+   * handler is left. Absent where the host has no signals (an edge host).
+   */
+  onSignal?(signal: HandledSignal, handler: () => void): () => void;
   readonly fs?: RuntimeFs;
   readonly processes?: RuntimeProcesses;
   serve?(handler: FetchHandler, options?: ServeOptions): Promise<Server>;
-  openSqlite?(path: string): SqliteHandle;
+  /**
+   * Opens (creating when missing) a SQLite database. Async so that the host's SQLite module
+   * loads on first use, not at every start-up; the handle itself is synchronous.
+   */
+  openSqlite?(path: string): Promise<SqliteHandle>;
   /** Starts a module Web Worker. */
   createWorker?(url: URL | string, options?: { name?: string }): Worker;
   /** The absolute path of a `deno` binary, for isolated plugins and sandboxes. */

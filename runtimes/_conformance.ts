@@ -10,6 +10,7 @@ import { KeelError } from "../core/errors.ts";
 import { isAbsolutePath, joinPath, toFileUrl } from "../core/path.ts";
 import type {
   ChildProcess,
+  ProcessOutput,
   Runtime,
   RuntimeFs,
   RuntimeProcesses,
@@ -17,8 +18,18 @@ import type {
   SqliteHandle,
 } from "../core/runtime.ts";
 
+/** What the suite needs to know about the host beyond the Runtime itself. */
+export interface ConformanceOptions {
+  /**
+   * The command line that runs the module `file` on the host under test with every permission,
+   * e.g. `[deno, "run", "--allow-all", file]`. The standard-stream, exit and signal tests run a
+   * child script this way; without it (or without `processes` and `fs`) they are skipped.
+   */
+  readonly scriptCommand?: (file: string) => readonly [string, ...string[]];
+}
+
 /** Registers the Runtime conformance tests for `runtime` with `node:test`. */
-export function testRuntime(runtime: Runtime): void {
+export function testRuntime(runtime: Runtime, options: ConformanceOptions = {}): void {
   describe(`Runtime conformance: ${runtime.name}`, () => {
     let tmp = "";
 
@@ -82,6 +93,19 @@ export function testRuntime(runtime: Runtime): void {
       }
     });
 
+    describeConsole(runtime);
+    if (
+      options.scriptCommand !== undefined && runtime.processes !== undefined &&
+      runtime.fs !== undefined
+    ) {
+      describeChildConsole({
+        runtime,
+        processes: runtime.processes,
+        fs: runtime.fs,
+        scriptCommand: options.scriptCommand,
+        root: () => tmp,
+      });
+    }
     if (runtime.fs !== undefined) {
       describeFs(runtime, runtime.fs, () => tmp);
     }
@@ -111,6 +135,166 @@ function isNotFound(e: unknown): boolean {
 
 function isSpawnError(e: unknown): boolean {
   return KeelError.is(e, "E_RUNTIME_SPAWN");
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const STD_STREAMS = ["stdin", "stdout", "stderr"] as const;
+
+function describeConsole(runtime: Runtime): void {
+  describe("args, terminals, inspect and signals", () => {
+    test("args is a list of strings", () => {
+      assert.ok(Array.isArray(runtime.args));
+      for (const arg of runtime.args) assert.equal(typeof arg, "string");
+    });
+
+    test("isTerminal answers a boolean for each standard stream", () => {
+      for (const stream of STD_STREAMS) assert.equal(typeof runtime.isTerminal(stream), "boolean");
+    });
+
+    test("inspect renders nested objects, strings and bigints without colors", () => {
+      const text = runtime.inspect({ outer: { inner: [1, "two"] }, big: 3n });
+      for (const part of ["outer", "inner", "1", "two", "3n"]) {
+        assert.ok(text.includes(part), `${part} in ${text}`);
+      }
+      assert.ok(!text.includes("\u001b["), text);
+      assert.ok(!text.includes("[object Object]"), text);
+    });
+
+    test("inspect shows a cycle instead of failing", () => {
+      const loop: Record<string, unknown> = { name: "loop" };
+      loop.self = loop;
+      assert.match(runtime.inspect(loop), /Circular/);
+    });
+
+    test("inspect honours depth and colors", () => {
+      const shallow = runtime.inspect({ a: { b: { c: {} } } }, { depth: 0 });
+      assert.match(shallow, /\[Object/);
+      assert.doesNotMatch(shallow, /b:/);
+      assert.ok(runtime.inspect("x", { colors: true }).includes("\u001b["));
+      assert.ok(!runtime.inspect("x", { colors: false }).includes("\u001b["));
+    });
+
+    if (runtime.onSignal !== undefined) {
+      const onSignal = runtime.onSignal.bind(runtime);
+      test("onSignal returns an unsubscribe", () => {
+        const off = onSignal("SIGTERM", () => {});
+        assert.equal(typeof off, "function");
+        off();
+        off();
+      });
+    }
+  });
+}
+
+interface ChildConsoleOptions {
+  readonly runtime: Runtime;
+  readonly processes: RuntimeProcesses;
+  readonly fs: RuntimeFs;
+  readonly scriptCommand: (file: string) => readonly [string, ...string[]];
+  readonly root: () => string;
+}
+
+/** A script that writes through the runtime `runtimes/mod.ts` picks, in a child process. */
+const WRITER_SCRIPT = `
+const runtime = await detectRuntime();
+runtime.writeStderr("args " + JSON.stringify(runtime.args) + "\\n");
+runtime.writeStderr("terminals " + JSON.stringify(STREAMS.map((s) => runtime.isTerminal(s))) + "\\n");
+runtime.writeStderr("no newline, ");
+runtime.writeStderr("then one\\n");
+runtime.writeStderr("e".repeat(100000) + "\\n");
+// More than a pipe holds, so the write has to wait for the reader before it resolves.
+await runtime.writeStdout("x".repeat(200000) + "\\n");
+await runtime.writeStdout("done ✓\\n");
+runtime.exit?.(3);
+`;
+
+/** A script that handles SIGTERM (exiting 7) and subscribes then unsubscribes SIGINT. */
+const SIGNAL_SCRIPT = `
+const runtime = await detectRuntime();
+const off = runtime.onSignal?.("SIGINT", () => runtime.writeStderr("SIGINT handled\\n"));
+off?.();
+runtime.onSignal?.("SIGTERM", () => {
+  runtime.writeStderr("SIGTERM handled\\n");
+  runtime.exit?.(7);
+});
+await runtime.writeStdout("ready\\n");
+setTimeout(() => {}, 15000);
+`;
+
+function describeChildConsole(options: ChildConsoleOptions): void {
+  const { runtime, processes, fs, scriptCommand, root } = options;
+  const detect = new URL("./mod.ts", import.meta.url).href;
+  const prelude = `import { detectRuntime } from ${JSON.stringify(detect)};\n` +
+    `const STREAMS = ${JSON.stringify(STD_STREAMS)};\n`;
+
+  async function script(name: string, body: string): Promise<readonly [string, ...string[]]> {
+    const dir = joinPath(root(), "console");
+    await fs.mkdir(dir);
+    const file = joinPath(dir, name);
+    await fs.writeTextFile(file, prelude + body);
+    return scriptCommand(file);
+  }
+
+  describe("writeStdout, writeStderr and exit, in a child process", () => {
+    test("every byte arrives, in order, before exit; args are passed; exit sets the code", async () => {
+      const [command, ...args] = await script("writer.mjs", WRITER_SCRIPT);
+      const out = await processes.run(command, {
+        args: [...args, "one", "two words", "--flag"],
+        stdin: "null",
+      });
+      assert.equal(
+        out.stderr,
+        'args ["one","two words","--flag"]\nterminals [false,false,false]\n' +
+          "no newline, then one\n" + "e".repeat(100000) + "\n",
+      );
+      assert.equal(out.stdout, "x".repeat(200000) + "\ndone ✓\n");
+      assert.equal(out.code, runtime.exit === undefined ? 0 : 3);
+    });
+  });
+
+  if (runtime.onSignal === undefined) return;
+  describe("onSignal, in a child process", () => {
+    async function signalled(signal: "SIGTERM" | "SIGINT"): Promise<ProcessOutput> {
+      const [command, ...args] = await script("signals.mjs", SIGNAL_SCRIPT);
+      const child = processes.spawn(command, {
+        args,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+        signal: AbortSignal.timeout(15_000),
+      });
+      const stderr = readAll(child.stderr);
+      assert.ok(child.stdout !== null);
+      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let stdout = "";
+      while (!stdout.includes("ready\n")) {
+        const chunk = await reader.read();
+        if (chunk.done) break;
+        stdout += chunk.value;
+      }
+      child.kill(signal);
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+        stdout += chunk.value;
+      }
+      return { ...(await child.status), stdout, stderr: await stderr };
+    }
+
+    test("a handler runs instead of the default", async () => {
+      const out = await signalled("SIGTERM");
+      assert.equal(out.stdout, "ready\n");
+      assert.equal(out.stderr, "SIGTERM handled\n");
+      assert.deepEqual([out.code, out.signal], [runtime.exit === undefined ? 0 : 7, null]);
+    });
+
+    test("after unsubscribing, the default ends the process", async () => {
+      const out = await signalled("SIGINT");
+      assert.equal(out.stdout, "ready\n");
+      assert.equal(out.stderr, "");
+      assert.equal(out.signal, "SIGINT");
+      assert.equal(out.success, false);
+    });
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -559,7 +743,7 @@ function describeSqlite(openSqlite: OpenSqlite, fs: RuntimeFs, root: () => strin
       const dir = joinPath(root(), "sqlite");
       await fs.mkdir(dir);
       file = joinPath(dir, "test.db");
-      db = openSqlite(file);
+      db = await openSqlite(file);
     });
 
     after(() => {
@@ -656,14 +840,18 @@ function describeSqlite(openSqlite: OpenSqlite, fs: RuntimeFs, root: () => strin
       assert.deepEqual(sql.values("SELECT name FROM items WHERE id = 1"), [["alpha"]]);
     });
 
-    test("closed data persists and can be opened again", () => {
+    test("opening a database in a missing directory rejects", async () => {
+      await assert.rejects(openSqlite(joinPath(root(), "no-such-dir/test.db")));
+    });
+
+    test("closed data persists and can be opened again", async () => {
       const path = joinPath(root(), "sqlite/reopen.db");
-      const first = openSqlite(path);
+      const first = await openSqlite(path);
       first.exec("CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)");
       first.run("INSERT INTO kv VALUES (?, ?)", ["answer", "42"]);
       first.close();
       assert.throws(() => first.all("SELECT * FROM kv"));
-      const second = openSqlite(path);
+      const second = await openSqlite(path);
       try {
         assert.deepEqual(second.all("SELECT k, v FROM kv"), [{ k: "answer", v: "42" }]);
       } finally {

@@ -6,10 +6,15 @@ import { testRuntime } from "./_conformance.ts";
 const runtime = await detectRuntime();
 const host = globalThis as {
   Deno?: { version: { deno: string }; execPath(): string };
-  Bun?: { version: string };
+  Bun?: { version: string; argv: readonly string[] };
 };
 
-testRuntime(runtime);
+testRuntime(runtime, {
+  scriptCommand: (file) =>
+    host.Deno !== undefined
+      ? [host.Deno.execPath(), "run", "--allow-all", file]
+      : [host.Bun?.argv[0] ?? "bun", file],
+});
 
 describe(`the ${runtime.name} adapter`, () => {
   test("detectRuntime picks the host this test runs on", () => {

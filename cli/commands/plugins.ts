@@ -4,17 +4,16 @@
  * @module
  */
 
-import { type CommandDef, defineCommand } from "citty";
+import type { ArgsDef } from "citty";
 import type { PluginInfo } from "../../core/mod.ts";
 import type { PluginOrigin } from "../boot.ts";
-import type { CliEnv } from "../env.ts";
-import { writeStdout } from "../output.ts";
+import type { CliCommand } from "../env.ts";
 import { bootFromFlags, COMMON_ARGS, disposeQuietly } from "./common.ts";
 
 const PLUGINS_ARGS = {
   json: { type: "boolean", description: "Print the list as JSON on stdout" },
   ...COMMON_ARGS,
-} as const;
+} as const satisfies ArgsDef;
 
 /** One capability a plugin asked for. */
 export interface CapabilityRow {
@@ -80,27 +79,25 @@ export function renderTable(rows: readonly PluginRow[]): string {
   ).join("\n");
 }
 
-/** Creates the `plugins` command. */
-export function createPluginsCommand(env: CliEnv): CommandDef<typeof PLUGINS_ARGS> {
-  return defineCommand({
-    meta: {
-      name: "plugins",
-      description: "List loaded plugins: how each runs, what it asks for, what was granted",
-    },
-    args: PLUGINS_ARGS,
-    async run() {
-      const booted = await bootFromFlags(env, "skip");
-      try {
-        const rows = booted.kernel.plugins.map((p) => pluginRow(p, booted.origins.get(p.name)));
-        if (env.flags.booleans.has("json")) {
-          await writeStdout(JSON.stringify(rows, null, 2) + "\n");
-          return;
-        }
-        // A denied plugin was already reported by the kernel, with the --allow that grants it.
-        await writeStdout(renderTable(rows) + "\n");
-      } finally {
-        await disposeQuietly(env, booted);
+/** The `plugins` command. */
+export const PLUGINS_COMMAND: CliCommand = {
+  meta: {
+    name: "plugins",
+    description: "List loaded plugins: how each runs, what it asks for, what was granted",
+  },
+  args: PLUGINS_ARGS,
+  async run(env) {
+    const booted = await bootFromFlags(env, "skip");
+    try {
+      const rows = booted.kernel.plugins.map((p) => pluginRow(p, booted.origins.get(p.name)));
+      if (env.flags.booleans.has("json")) {
+        await env.runtime.writeStdout(JSON.stringify(rows, null, 2) + "\n");
+        return;
       }
-    },
-  });
-}
+      // A denied plugin was already reported by the kernel, with the --allow that grants it.
+      await env.runtime.writeStdout(renderTable(rows) + "\n");
+    } finally {
+      await disposeQuietly(env, booted);
+    }
+  },
+};

@@ -78,6 +78,13 @@ interface BunServeOptions {
  */
 interface BunGlobal {
   readonly version: string;
+  /** `[bun, script, ...args]`. */
+  readonly argv: readonly string[];
+  inspect(value: unknown, options?: { colors?: boolean; depth?: number }): string;
+  /** Bun's stdout, as a file `write` takes. */
+  readonly stdout: unknown;
+  /** Writes all of `data` to `destination`; resolves to the bytes written. */
+  write(destination: unknown, data: string | Uint8Array): Promise<number>;
   spawn(cmd: string[], options?: BunSpawnOptions): BunSubprocess;
   serve(options: BunServeOptions): BunServer;
   which(command: string): string | null;

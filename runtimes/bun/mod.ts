@@ -1,22 +1,19 @@
 /// <reference types="./_types.d.ts" />
 /**
- * The Runtime port on Bun: `node:fs/promises` for files, `Bun.spawn` for processes, `Bun.serve`
- * for HTTP, `bun:sqlite` for SQLite, and module Web Workers. Bun has no WebGPU, so `gpu()` is
- * undefined; `denoPath()` finds the `deno` binary that Keel depends on, for isolated plugins.
+ * The Runtime port on Bun: `node:fs/promises` for files, `Bun.spawn` for processes, `Bun.write`
+ * and `node:fs` for standard streams, `process` for signals, `Bun.serve` for HTTP, `bun:sqlite`
+ * for SQLite, and module Web Workers. Bun has no WebGPU, so `gpu()` is undefined; `denoPath()`
+ * finds the `deno` binary that Keel depends on, for isolated plugins.
  *
  * The only file besides its Deno twin that names Bun's globals; `runtimes/mod.ts` loads it with
  * a dynamic import so Deno never evaluates it.
  * @module
  */
 
-import { Database } from "bun:sqlite";
-import { existsSync, realpathSync } from "node:fs";
-import * as fs from "node:fs/promises";
-import { tmpdir } from "node:os";
+import type { Database } from "bun:sqlite";
 import process from "node:process";
-import { fileURLToPath } from "node:url";
 import { KeelError } from "../../core/errors.ts";
-import { joinPath, resolvePath } from "../../core/path.ts";
+import { fromFileUrl, joinPath, resolvePath } from "../../core/path.ts";
 import type {
   ChildProcess,
   FetchHandler,
@@ -45,6 +42,30 @@ export function createBunRuntime(): Runtime {
       get: (name) => process.env[name],
       toObject: () => envObject(),
     },
+    // argv[0] is bun and argv[1] the script, for `bun x.ts`, `bun run x.ts` and compiled binaries.
+    args: bun.argv.slice(2),
+    isTerminal: (stream) => isTty(STREAM_FDS[stream]),
+    writeStdout: async (text) => {
+      // Resolves once every byte is written, so exiting right after loses nothing.
+      await bun.write(bun.stdout, text);
+    },
+    writeStderr: (text) => {
+      // A synchronous write of the text as it is. (console.error would be cheaper to load, but
+      // Bun paints it red on a terminal.)
+      requireBuiltin<typeof import("node:fs")>("node:fs").writeSync(2, text);
+    },
+    inspect: (value, options = {}) => {
+      const bunOptions: { colors: boolean; depth?: number } = { colors: options.colors ?? false };
+      if (options.depth !== undefined) bunOptions.depth = options.depth;
+      return bun.inspect(value, bunOptions);
+    },
+    exit: (code) => process.exit(code),
+    onSignal: (signal, handler) => {
+      process.on(signal, handler);
+      return () => {
+        process.off(signal, handler);
+      };
+    },
     fs: bunFs,
     processes: bunProcesses,
     serve: bunServe,
@@ -57,6 +78,39 @@ export function createBunRuntime(): Runtime {
     denoPath: findDeno,
     gpu: () => undefined,
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Standard streams and lazily loaded builtins. `process.stdout`, `process.stderr` and node:tty
+// each cost Bun 10-15 ms to set up, node:fs and node:fs/promises a few more each, which a
+// command like `keel --version` would pay for nothing; so streams go through Bun's own API and
+// the tty binding, and builtins load on first use.
+
+const STREAM_FDS = { stdin: 0, stdout: 1, stderr: 2 } as const;
+
+/** A Node builtin, loaded synchronously on first use (Bun's `import.meta.require`). */
+function requireBuiltin<T>(name: string): T {
+  return (import.meta as unknown as { require(id: string): T }).require(name);
+}
+
+function isTty(fd: number): boolean {
+  // The binding answers without building tty streams; node:tty is the fallback.
+  const binding = (process as unknown as { binding?(name: string): unknown }).binding;
+  try {
+    const tty = binding?.("tty_wrap") as { isTTY?(fd: number): boolean } | undefined;
+    if (typeof tty?.isTTY === "function") return tty.isTTY(fd);
+  } catch {
+    // no such binding on this Bun
+  }
+  return requireBuiltin<typeof import("node:tty")>("node:tty").isatty(fd);
+}
+
+type NodeFs = typeof import("node:fs/promises");
+let nodeFsModule: Promise<NodeFs> | undefined;
+
+function nodeFs(): Promise<NodeFs> {
+  nodeFsModule ??= import("node:fs/promises");
+  return nodeFsModule;
 }
 
 function envObject(): Record<string, string> {
@@ -73,17 +127,19 @@ function envObject(): Record<string, string> {
 const bunFs: RuntimeFs = {
   readFile: (path) =>
     mapFsError(path, async () => {
-      const buffer = await fs.readFile(path);
+      const buffer = await (await nodeFs()).readFile(path);
       // A Buffer is a Uint8Array subclass; hand out a plain view so values compare equal everywhere.
       return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
     }),
-  readTextFile: (path) => mapFsError(path, () => fs.readFile(path, "utf8")),
-  writeFile: (path, data) => mapFsError(path, () => fs.writeFile(path, data)),
-  writeTextFile: (path, text) => mapFsError(path, () => fs.writeFile(path, text, "utf8")),
-  appendTextFile: (path, text) => mapFsError(path, () => fs.appendFile(path, text, "utf8")),
+  readTextFile: (path) => mapFsError(path, async () => (await nodeFs()).readFile(path, "utf8")),
+  writeFile: (path, data) => mapFsError(path, async () => (await nodeFs()).writeFile(path, data)),
+  writeTextFile: (path, text) =>
+    mapFsError(path, async () => (await nodeFs()).writeFile(path, text, "utf8")),
+  appendTextFile: (path, text) =>
+    mapFsError(path, async () => (await nodeFs()).appendFile(path, text, "utf8")),
   readDir: (path) =>
     mapFsError(path, async () => {
-      const entries = await fs.readdir(path, { withFileTypes: true });
+      const entries = await (await nodeFs()).readdir(path, { withFileTypes: true });
       return entries
         .map((e) => ({
           name: e.name,
@@ -96,22 +152,25 @@ const bunFs: RuntimeFs = {
     }),
   mkdir: (path) =>
     mapFsError(path, async () => {
-      await fs.mkdir(path, { recursive: true });
+      await (await nodeFs()).mkdir(path, { recursive: true });
     }),
-  remove: (path) => fs.rm(path, { recursive: true, force: true }),
-  stat: (path) => mapFsError(path, async () => toFileInfo(await fs.stat(path))),
-  lstat: (path) => mapFsError(path, async () => toFileInfo(await fs.lstat(path))),
-  realPath: (path) => mapFsError(path, () => fs.realpath(path)),
+  remove: async (path) => (await nodeFs()).rm(path, { recursive: true, force: true }),
+  stat: (path) => mapFsError(path, async () => toFileInfo(await (await nodeFs()).stat(path))),
+  lstat: (path) => mapFsError(path, async () => toFileInfo(await (await nodeFs()).lstat(path))),
+  realPath: (path) => mapFsError(path, async () => (await nodeFs()).realpath(path)),
   async exists(path) {
     try {
-      await fs.stat(path);
+      await (await nodeFs()).stat(path);
       return true;
     } catch (e) {
       if (isNotFound(e)) return false;
       throw e;
     }
   },
-  makeTempDir: (prefix) => fs.mkdtemp(joinPath(tmpdir(), prefix ?? "keel-")),
+  async makeTempDir(prefix) {
+    const [fs, os] = await Promise.all([nodeFs(), import("node:os")]);
+    return await fs.mkdtemp(joinPath(os.tmpdir(), prefix ?? "keel-"));
+  },
 };
 
 interface NodeStats {
@@ -279,10 +338,12 @@ function bunServe(handler: FetchHandler, options: ServeOptions = {}): Promise<Se
 // ---------------------------------------------------------------------------------------------
 // SQLite
 
-function openBunSqlite(path: string): SqliteHandle {
+async function openBunSqlite(path: string): Promise<SqliteHandle> {
+  // Imported on first use, as on Deno, so start-up does not pay for SQLite.
+  const sqlite: { Database: typeof Database } = await import("bun:sqlite");
   // Integers come back as bigint and are narrowed in `fromSqlite`, so values beyond 2^53 survive
   // instead of silently losing precision (bun:sqlite's default).
-  const db = new Database(path, { create: true, safeIntegers: true });
+  const db = new sqlite.Database(path, { create: true, safeIntegers: true });
   return {
     exec(sql) {
       db.exec(sql);
@@ -321,7 +382,8 @@ function fromSqlite(value: unknown): unknown {
 // Deno, for isolated plugins and sandboxes
 
 function findDeno(): string {
-  const local = fileURLToPath(new URL("../../node_modules/.bin/deno", import.meta.url));
+  const local = fromFileUrl(new URL("../../node_modules/.bin/deno", import.meta.url).href);
+  const { existsSync, realpathSync } = requireBuiltin<typeof import("node:fs")>("node:fs");
   if (existsSync(local)) return realpathSync(local);
   const onPath = bun.which("deno");
   if (onPath !== null) return onPath;

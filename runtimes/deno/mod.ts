@@ -1,13 +1,13 @@
 /**
- * The Runtime port on Deno: `Deno.*` for files, processes and HTTP, `node:sqlite` for SQLite,
- * module Web Workers, and `navigator.gpu` for WebGPU.
+ * The Runtime port on Deno: `Deno.*` for files, processes, standard streams, signals and HTTP,
+ * `node:sqlite` for SQLite, module Web Workers, and `navigator.gpu` for WebGPU.
  *
  * The only file besides its Bun twin that names Deno's globals; `runtimes/mod.ts` loads it with
  * a dynamic import so Bun never evaluates it.
  * @module
  */
 
-import { DatabaseSync, type StatementSync } from "node:sqlite";
+import type { StatementSync } from "node:sqlite";
 import { KeelError } from "../../core/errors.ts";
 import { resolvePath } from "../../core/path.ts";
 import type {
@@ -37,6 +37,20 @@ export function createDenoRuntime(): Runtime {
       get: (name) => Deno.env.get(name),
       toObject: () => Deno.env.toObject(),
     },
+    args: Deno.args,
+    isTerminal: (stream) => DENO_STREAMS[stream].isTerminal(),
+    writeStdout: (text) => writeAll(Deno.stdout, encoder.encode(text)),
+    writeStderr: (text) => writeAllSync(Deno.stderr, encoder.encode(text)),
+    inspect: (value, options = {}) => {
+      const denoOptions: Deno.InspectOptions = { colors: options.colors ?? false };
+      if (options.depth !== undefined) denoOptions.depth = options.depth;
+      return Deno.inspect(value, denoOptions);
+    },
+    exit: (code) => Deno.exit(code),
+    onSignal: (signal, handler) => {
+      Deno.addSignalListener(signal, handler);
+      return () => Deno.removeSignalListener(signal, handler);
+    },
     fs: denoFs,
     processes: denoProcesses,
     serve: denoServe,
@@ -49,6 +63,23 @@ export function createDenoRuntime(): Runtime {
     denoPath: () => Deno.execPath(),
     gpu: () => navigator.gpu,
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Standard streams. `Deno.stdout`, not node:process: touching `process.stdout` boots Deno's
+// Node compatibility layer, which alone costs more than a bare `deno run`.
+
+const DENO_STREAMS = { stdin: Deno.stdin, stdout: Deno.stdout, stderr: Deno.stderr } as const;
+
+const encoder = new TextEncoder();
+
+async function writeAll(writer: typeof Deno.stdout, bytes: Uint8Array): Promise<void> {
+  // `write` may take only part of the buffer (a full pipe); keep going until all is written.
+  for (let done = 0; done < bytes.length;) done += await writer.write(bytes.subarray(done));
+}
+
+function writeAllSync(writer: typeof Deno.stderr, bytes: Uint8Array): void {
+  for (let done = 0; done < bytes.length;) done += writer.writeSync(bytes.subarray(done));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -246,7 +277,9 @@ function startDenoServer(handler: FetchHandler, options: ServeOptions): Server {
 /** How many prepared statements a handle keeps for reuse. */
 const STATEMENT_CACHE_SIZE = 100;
 
-function openDenoSqlite(path: string): SqliteHandle {
+async function openDenoSqlite(path: string): Promise<SqliteHandle> {
+  // Imported on first use: a static import of node:sqlite adds about 1.5 ms to every start-up.
+  const { DatabaseSync } = await import("node:sqlite");
   const db = new DatabaseSync(path);
   const cache = new Map<string, StatementSync>();
   function prepare(sql: string): StatementSync {
