@@ -17,4 +17,5 @@ export * from "./manifest.ts";
 export * from "./path.ts";
 export * from "./plugin.ts";
 export * from "./runtime.ts";
+export * from "./runtime-support.ts";
 export * from "./services.ts";

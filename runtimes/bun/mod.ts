@@ -13,12 +13,12 @@
 import type { Database } from "bun:sqlite";
 import process from "node:process";
 import { KeelError } from "../../core/errors.ts";
+import { createFsErrorMapper, existsVia, runToCompletion } from "../../core/runtime-support.ts";
 import { fromFileUrl, joinPath, resolvePath } from "../../core/path.ts";
 import type {
   ChildProcess,
   FetchHandler,
   FileInfo,
-  ProcessOutput,
   ProcessStatus,
   Runtime,
   RuntimeFs,
@@ -158,15 +158,7 @@ const bunFs: RuntimeFs = {
   stat: (path) => mapFsError(path, async () => toFileInfo(await (await nodeFs()).stat(path))),
   lstat: (path) => mapFsError(path, async () => toFileInfo(await (await nodeFs()).lstat(path))),
   realPath: (path) => mapFsError(path, async () => (await nodeFs()).realpath(path)),
-  async exists(path) {
-    try {
-      await (await nodeFs()).stat(path);
-      return true;
-    } catch (e) {
-      if (isNotFound(e)) return false;
-      throw e;
-    }
-  },
+  exists: (path) => existsVia(async () => (await nodeFs()).stat(path), isNotFound),
   async makeTempDir(prefix) {
     const [fs, os] = await Promise.all([nodeFs(), import("node:os")]);
     return await fs.mkdtemp(joinPath(os.tmpdir(), prefix ?? "keel-"));
@@ -197,38 +189,14 @@ function isNotFound(e: unknown): boolean {
   return code === "ENOENT" || code === "ENOTDIR";
 }
 
-async function mapFsError<T>(path: string, op: () => Promise<T>): Promise<T> {
-  try {
-    return await op();
-  } catch (e) {
-    if (isNotFound(e)) {
-      throw new KeelError(
-        "E_RUNTIME_NOT_FOUND",
-        `No such file or directory "${path}": check the path, or create it first`,
-        { cause: e, details: { path } },
-      );
-    }
-    throw e;
-  }
-}
+const mapFsError = createFsErrorMapper(isNotFound);
 
 // ---------------------------------------------------------------------------------------------
 // Processes
 
 const bunProcesses: RuntimeProcesses = {
   spawn: spawnBun,
-  async run(command, options = {}) {
-    const child = spawnBun(command, { ...options, stdout: "piped", stderr: "piped" });
-    // `run` has nothing to write, so a piped stdin gets end-of-file at once.
-    if (child.stdin !== null) await child.stdin.close();
-    const [stdout, stderr, status] = await Promise.all([
-      new Response(child.stdout).text(),
-      new Response(child.stderr).text(),
-      child.status,
-    ]);
-    const output: ProcessOutput = { ...status, stdout, stderr };
-    return output;
-  },
+  run: (command, options) => runToCompletion(spawnBun, command, options),
 };
 
 const STDIO = { piped: "pipe", inherit: "inherit", null: "ignore" } as const;

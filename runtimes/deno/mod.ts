@@ -9,13 +9,13 @@
 
 import type { StatementSync } from "node:sqlite";
 import { KeelError } from "../../core/errors.ts";
+import { createFsErrorMapper, existsVia, runToCompletion } from "../../core/runtime-support.ts";
 import { resolvePath } from "../../core/path.ts";
 import type {
   ChildProcess,
   DirEntry,
   FetchHandler,
   FileInfo,
-  ProcessOutput,
   ProcessStatus,
   Runtime,
   RuntimeFs,
@@ -117,15 +117,7 @@ const denoFs: RuntimeFs = {
   stat: (path) => mapFsError(path, async () => toFileInfo(await Deno.stat(path))),
   lstat: (path) => mapFsError(path, async () => toFileInfo(await Deno.lstat(path))),
   realPath: (path) => mapFsError(path, () => Deno.realPath(path)),
-  async exists(path) {
-    try {
-      await Deno.stat(path);
-      return true;
-    } catch (e) {
-      if (isNotFound(e)) return false;
-      throw e;
-    }
-  },
+  exists: (path) => existsVia(() => Deno.stat(path), isNotFound),
   makeTempDir: (prefix) => Deno.makeTempDir({ prefix: prefix ?? "keel-" }),
 };
 
@@ -144,38 +136,14 @@ function isNotFound(e: unknown): boolean {
   return e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory;
 }
 
-async function mapFsError<T>(path: string, op: () => Promise<T>): Promise<T> {
-  try {
-    return await op();
-  } catch (e) {
-    if (isNotFound(e)) {
-      throw new KeelError(
-        "E_RUNTIME_NOT_FOUND",
-        `No such file or directory "${path}": check the path, or create it first`,
-        { cause: e, details: { path } },
-      );
-    }
-    throw e;
-  }
-}
+const mapFsError = createFsErrorMapper(isNotFound);
 
 // ---------------------------------------------------------------------------------------------
 // Processes
 
 const denoProcesses: RuntimeProcesses = {
   spawn: spawnDeno,
-  async run(command, options = {}) {
-    const child = spawnDeno(command, { ...options, stdout: "piped", stderr: "piped" });
-    // `run` has nothing to write, so a piped stdin gets end-of-file at once.
-    if (child.stdin !== null) await child.stdin.close();
-    const [stdout, stderr, status] = await Promise.all([
-      new Response(child.stdout).text(),
-      new Response(child.stderr).text(),
-      child.status,
-    ]);
-    const output: ProcessOutput = { ...status, stdout, stderr };
-    return output;
-  },
+  run: (command, options) => runToCompletion(spawnDeno, command, options),
 };
 
 function spawnDeno(command: string, options: SpawnOptions = {}): ChildProcess {

@@ -1,0 +1,62 @@
+/**
+ * Shared pieces for Runtime adapters: what every adapter would otherwise write the same way.
+ * Runtime-free, like all of `core/`.
+ * @module
+ */
+
+import { KeelError } from "./errors.ts";
+import type { ChildProcess, ProcessOutput, SpawnOptions } from "./runtime.ts";
+
+/**
+ * `run` built on `spawn`: collects stdout and stderr as text; a piped stdin gets end-of-file at
+ * once, since the caller has nothing to write.
+ */
+export async function runToCompletion(
+  spawn: (command: string, options?: SpawnOptions) => ChildProcess,
+  command: string,
+  options: Omit<SpawnOptions, "stdout" | "stderr"> = {},
+): Promise<ProcessOutput> {
+  const child = spawn(command, { ...options, stdout: "piped", stderr: "piped" });
+  if (child.stdin !== null) await child.stdin.close();
+  const [stdout, stderr, status] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.status,
+  ]);
+  return { ...status, stdout, stderr };
+}
+
+/** The `E_RUNTIME_NOT_FOUND` error for `path`. */
+export function notFoundError(path: string, cause: unknown): KeelError {
+  return new KeelError(
+    "E_RUNTIME_NOT_FOUND",
+    `No such file or directory "${path}": check the path, or create it first`,
+    { cause, details: { path } },
+  );
+}
+
+/** A file operation wrapper that turns the host's "not found" errors into {@link notFoundError}. */
+export type FsErrorMapper = <T>(path: string, op: () => Promise<T>) => Promise<T>;
+
+/** Builds an {@link FsErrorMapper} from the host's own test for "not found". */
+export function createFsErrorMapper(isNotFound: (e: unknown) => boolean): FsErrorMapper {
+  return async (path, op) => {
+    try {
+      return await op();
+    } catch (e) {
+      if (isNotFound(e)) throw notFoundError(path, e);
+      throw e;
+    }
+  };
+}
+
+/** `exists` built on `stat`: false for a missing path, other errors thrown. */
+export async function existsVia(stat: () => Promise<unknown>, isNotFound: (e: unknown) => boolean): Promise<boolean> {
+  try {
+    await stat();
+    return true;
+  } catch (e) {
+    if (isNotFound(e)) return false;
+    throw e;
+  }
+}
