@@ -1,6 +1,6 @@
 /**
  * Keel's benchmarks, side by side in one run: start-up against the bare runtime, kernel boot
- * and hook dispatch, and the cost of an isolated plugin. Writes bench/results/latest.{json,md}.
+ * and hook dispatch, and the cost of an isolated plugin. Writes bench/results/latest-<host>.{json,md}.
  *
  * Run: `deno task bench` (or `bun bench/mod.ts`; `--runs N` to change the repeat count).
  * @module
@@ -85,7 +85,7 @@ const trips = await timeRuns(500, () => iso.callHook("onEvent", event), 20);
 rows.push({ name: "isolated plugin: hook round trip", median: median(trips) * 1000, unit: "µs", runs: 500 });
 await iso.dispose();
 
-const md = await writeResults(runtime, "latest", rows, {
+const md = await writeResults(runtime, `latest-${runtime.name}`, rows, {
   date: new Date().toISOString().slice(0, 10),
   host: `${runtime.name} ${runtime.version}`,
   machine: "2 cores, 24 GiB (CI machine kind node-svc)",
