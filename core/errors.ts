@@ -46,6 +46,20 @@ export const ErrorCode = {
   E_SCRIPT_FAILED: "A script threw",
   E_EXECUTOR_MISSING: "No plugin provides an executor for a protocol",
   E_CONFIG_INVALID: "A config value could not be parsed or coerced",
+  // Configs, sweeps and runs (script/v1, python/v1)
+  E_CONFIG_UNKNOWN_KEY: "A config or --set names a key the script does not have (strict mode)",
+  E_CONFIG_EMPTY: "A config file or generator yielded no configs",
+  E_CONFIG_TOO_MANY: "A config source yielded more configs than --max-runs allows",
+  E_CONFIG_EXTENDS_CYCLE: "Config files extend each other in a cycle",
+  E_CONFIG_LOAD_FAILED: "A config file could not be loaded or threw",
+  E_SWEEP_INVALID: "A --sweep expression or sweep space is malformed",
+  E_SCRIPT_RESULT: "A script returned a value that cannot be stored as JSON",
+  E_SCRIPT_TIMEOUT: "A script did not finish within its time limit and was stopped",
+  E_RUN_FAILED: "One or more runs of a sweep or flow failed",
+  E_RUN_INTERRUPTED: "A run was interrupted (signal, or its process was killed)",
+  E_RUN_NOT_FOUND: "No recorded run has the given id",
+  E_PYTHON_NOT_FOUND: "No python3 interpreter could be started",
+  E_PYTHON_FAILED: "A Python script raised an exception or exited non-zero",
 } as const;
 
 /** A code from {@link ErrorCode}. */
