@@ -19,7 +19,7 @@ if (typeof Bun !== "undefined") {
   // Deno will not strip types from .ts files under node_modules (it matches Node), so an
   // installed keel runs from a copy of its sources in a cache folder, one per version and install
   // place, whose node_modules links back to the folder keel was installed into.
-  function sourcesOutsideNodeModules(pkgRoot) {
+  const sourcesOutsideNodeModules = (pkgRoot) => {
     const { version } = JSON.parse(readFileSync(join(pkgRoot, "package.json"), "utf8"));
     const cacheHome = process.env.XDG_CACHE_HOME || join(homedir(), ".cache");
     let hash = 0;
@@ -45,7 +45,7 @@ if (typeof Bun !== "undefined") {
       rmSync(staging, { recursive: true, force: true }); // another process won the race
     }
     return target;
-  }
+  };
   const { fileURLToPath } = await import("node:url");
 
   const here = dirname(realpathSync(fileURLToPath(import.meta.url)));

@@ -1,8 +1,8 @@
 /**
- * Command-line flags. citty parses each command's own arguments; this module reads the whole
- * command line once more for what citty does not do: repeatable flags (`--set`, `--plugin`,
- * `--allow`, `--trust`), flags given before the command name, and unknown flags (a usage error
- * with a suggestion instead of being ignored).
+ * Command-line flags. citty renders each command's help; this module reads the command line for
+ * what citty does not do: repeatable flags (`--set`, `--sweep`, `--plugin`, `--allow`,
+ * `--trust`), flags given before the command name, and unknown flags (a usage error with a
+ * suggestion instead of being ignored).
  * @module
  */
 
@@ -31,6 +31,42 @@ export const RUN_FLAGS = {
   set: "string",
   entrypoint: "string",
   json: "boolean",
+  strict: "boolean",
+  config: "string",
+  sweep: "string",
+  zip: "boolean",
+  trials: "string",
+  seed: "string",
+  "max-runs": "string",
+  parallel: "string",
+  isolate: "string",
+  "dry-run": "boolean",
+  "no-record": "boolean",
+} as const satisfies FlagSpec;
+
+/** The flags `keel flow` takes besides the common ones. */
+export const FLOW_FLAGS = {
+  "step-config": "string",
+  strict: "boolean",
+  "max-runs": "string",
+  parallel: "string",
+  isolate: "string",
+  json: "boolean",
+  "dry-run": "boolean",
+  "no-record": "boolean",
+} as const satisfies FlagSpec;
+
+/** The flags `keel runs` takes besides the common ones. */
+export const RUNS_FLAGS = { json: "boolean", limit: "string" } as const satisfies FlagSpec;
+
+/**
+ * The flags `keel config` takes (the same as `CONFIG_FLAGS` in `commands/config.ts`, which is
+ * not imported here: it loads the whole kernel, and `keel --version` must stay quick).
+ */
+export const CONFIG_FLAGS = {
+  config: "string",
+  json: "boolean",
+  "max-runs": "string",
 } as const satisfies FlagSpec;
 
 /** The flags `keel plugins` takes besides the common ones. */
@@ -38,9 +74,15 @@ export const PLUGINS_FLAGS = { json: "boolean" } as const satisfies FlagSpec;
 
 /** Each command's own flags; the common ones apply to all. */
 export const COMMAND_FLAGS: Readonly<Record<string, FlagSpec>> = {
-  plugins: PLUGINS_FLAGS,
   run: RUN_FLAGS,
+  flow: FLOW_FLAGS,
+  runs: RUNS_FLAGS,
+  config: CONFIG_FLAGS,
+  plugins: PLUGINS_FLAGS,
 };
+
+/** Every flag of every command (a first pass over the command line only finds the command). */
+export const ALL_FLAGS: FlagSpec = Object.assign({}, COMMON_FLAGS, ...Object.values(COMMAND_FLAGS));
 
 /** Short forms. */
 const SHORT: Readonly<Record<string, string>> = { h: "help", v: "version" };
@@ -150,4 +192,23 @@ export function parseAssignment(text: string, flag: string): [string, string] {
     throw usage(`--${flag} takes key=value, got "${text}"; for example --${flag} name=Ada`);
   }
   return [text.slice(0, eq), text.slice(eq + 1)];
+}
+
+/**
+ * A whole number flag (`--parallel 2`, `--max-runs 100`), or undefined when not given.
+ *
+ * @throws {KeelError} `E_CLI_USAGE` when it is not a whole number of at least `min`.
+ */
+export function integerFlag(flags: ParsedFlags, name: string, min = 1): number | undefined {
+  const raw = lastValue(flags, name);
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (!/^\s*-?\d+\s*$/.test(raw) || !Number.isSafeInteger(n) || n < min) {
+    throw usage(
+      `--${name} takes a whole number of at least ${min}, got "${raw}"; for example --${name} ${
+        Math.max(min, 2)
+      }`,
+    );
+  }
+  return n;
 }

@@ -15,6 +15,13 @@ EXAMPLES
 
   keel run examples/hello/hello.ts --set name=Ada     run a script, overriding a param
   keel run script.ts --json                           print { ok, result, runId, durationMs }
+  keel run train.ts --sweep lr=0.1,0.01 --sweep bs=range(32,129,32) --parallel 2
+                                                      a grid sweep, two runs at a time
+  keel run train.ts --config sweep.ts --dry-run       print the configs a config file makes
+  keel flow sequential prepare.ts train.ts            train.ts gets prepare's result (ctx.previous)
+  keel runs list                                      recorded runs (.keel/runs/), newest first
+  keel runs show 20261121-204512-ab12cd               one run: config, result, output
+  keel config check train.ts --config sweep.ts        config keys vs the script's params
   keel plugins --plugin ./my-plugin --allow net:api.example.com:443
                                                       load a plugin isolated, grant it one host
   keel run script.ts --plugin ./p.ts --trust p        run plugin "p" in-process (full trust)

@@ -1,9 +1,12 @@
 /**
- * The `keel` command line: `keel --version`, `keel --help`, `keel plugins`, `keel run <script>`.
+ * The `keel` command line: `keel --version`, `keel --help`, `keel run <script>` (one run or a
+ * sweep), `keel flow sequential|parallel <scripts...>`, `keel runs list|show`, `keel config
+ * show|validate|check`, `keel plugins`.
  *
  * Runs on Deno (`deno task keel`, the `./keel` launcher) and on Bun (`bun cli/main.ts`); the
  * runtime adapter is picked with `detectRuntime()`. Exit codes: 0 ok, 1 an error (a KeelError
- * prints `✖ <message>` and `code: E_...`), 2 a usage error.
+ * prints `✖ <message>` and `code: E_...`), 2 a usage error (or what an error's
+ * `details.exitCode` says, as `keel config check` does for a missing script).
  *
  * Start-up is kept close to a bare `deno run`: everything goes through the Runtime port (no
  * `node:process`, which boots Deno's Node compatibility layer), `keel --version` loads only
@@ -17,12 +20,15 @@ import { KeelError } from "../core/errors.ts";
 import type { Runtime } from "../core/runtime.ts";
 import { detectRuntime } from "../runtimes/mod.ts";
 import type { CliCommand, CliEnv } from "./env.ts";
-import { COMMAND_FLAGS, COMMON_FLAGS, parseFlags, PLUGINS_FLAGS, RUN_FLAGS } from "./flags.ts";
+import { ALL_FLAGS, COMMAND_FLAGS, COMMON_FLAGS, parseFlags } from "./flags.ts";
 import { versionLine } from "./version.ts";
 
 type OutputModule = typeof import("./output.ts");
 type HelpModule = typeof import("./help.ts");
 type RunModule = typeof import("./commands/run.ts");
+type FlowModule = typeof import("./commands/flow.ts");
+type RunsModule = typeof import("./commands/runs.ts");
+type ConfigModule = typeof import("./commands/config.ts");
 type PluginsModule = typeof import("./commands/plugins.ts");
 
 /**
@@ -39,6 +45,9 @@ function load<T>(path: string): Promise<T> {
 /** Loads each command on demand; the keys are those of `COMMAND_FLAGS`. */
 const COMMANDS: Readonly<Record<string, () => Promise<CliCommand>>> = {
   run: async () => (await load<RunModule>("./commands/run.ts")).RUN_COMMAND,
+  flow: async () => (await load<FlowModule>("./commands/flow.ts")).FLOW_COMMAND,
+  runs: async () => (await load<RunsModule>("./commands/runs.ts")).RUNS_COMMAND,
+  config: async () => (await load<ConfigModule>("./commands/config.ts")).createConfigCommand(),
   plugins: async () => (await load<PluginsModule>("./commands/plugins.ts")).PLUGINS_COMMAND,
 };
 
@@ -46,8 +55,10 @@ function usage(message: string): KeelError {
   return new KeelError("E_CLI_USAGE", message);
 }
 
-/** The exit code for an error: 2 for usage errors, 1 for everything else. */
+/** The exit code for an error: its `details.exitCode`, else 2 for usage errors, else 1. */
 function exitCodeFor(e: unknown): number {
+  const code = KeelError.is(e) ? e.details?.exitCode : undefined;
+  if (typeof code === "number" && Number.isInteger(code) && code > 0 && code < 256) return code;
   return KeelError.is(e, "E_CLI_USAGE") ? 2 : 1;
 }
 
@@ -88,7 +99,7 @@ export async function main(argv: readonly string[], runtime?: Runtime): Promise<
   let json = false;
   try {
     // A first pass only finds the command; the second checks its flags strictly.
-    const loose = parseFlags(argv, { ...COMMON_FLAGS, ...RUN_FLAGS, ...PLUGINS_FLAGS });
+    const loose = parseFlags(argv, ALL_FLAGS);
     const command = pickCommand(loose.positionals[0]);
     const flags = parseFlags(argv, {
       ...COMMON_FLAGS,
@@ -113,7 +124,9 @@ export async function main(argv: readonly string[], runtime?: Runtime): Promise<
       });
       await host.writeStdout(text + "\n");
       if (command === undefined && argv.length > 0 && !flags.booleans.has("help")) {
-        throw usage("Name a command: keel run <script> or keel plugins");
+        throw usage(
+          "Name a command: keel run <script>, keel flow, keel runs, keel config or keel plugins",
+        );
       }
       return 0;
     }
@@ -140,7 +153,8 @@ export async function main(argv: readonly string[], runtime?: Runtime): Promise<
     } else {
       output.reportError(output.createCliOutput(host, { debug }), e, { debug });
     }
-    if (json) {
+    // A command that already printed its JSON (a sweep's summary line) says so in the error.
+    if (json && !(KeelError.is(e) && e.details?.reported === true)) {
       const error = KeelError.is(e)
         ? e.toJSON()
         : { name: "Error", message: e instanceof Error ? e.message : String(e) };

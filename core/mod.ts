@@ -6,6 +6,7 @@
  */
 
 export * from "./capabilities.ts";
+export * from "./config.ts";
 export * from "./context.ts";
 export * from "./errors.ts";
 export * from "./executor.ts";
@@ -16,6 +17,8 @@ export * from "./logger.ts";
 export * from "./manifest.ts";
 export * from "./path.ts";
 export * from "./plugin.ts";
+export * from "./runs/mod.ts";
 export * from "./runtime.ts";
 export * from "./runtime-support.ts";
 export * from "./services.ts";
+export * from "./sweep.ts";

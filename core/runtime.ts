@@ -165,6 +165,8 @@ export interface Runtime {
   readonly name: RuntimeName;
   /** The host's version, e.g. "2.9.6". */
   readonly version: string;
+  /** This process's id, where the host has processes. */
+  readonly pid?: number;
   /** Absolute path of the current working directory. */
   cwd(): string;
   /** Resolves `path` against `cwd()` (or `base`) to an absolute, normalized path. */

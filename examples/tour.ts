@@ -4,7 +4,8 @@
  * 2. try to load a plugin that asks for network access without the grant, and see the refusal;
  * 3. load a plugin isolated in its own Deno subprocess and call its hook;
  * 4. run a script through `script/v1`, with the run hooks around it;
- * 5. shut everything down.
+ * 5. sweep the same script over three configs, two at a time, in Web Workers;
+ * 6. shut everything down.
  * @module
  */
 
@@ -13,12 +14,14 @@ import { createConsola } from "consola";
 import {
   createKernel,
   fromFileUrl,
+  grid,
   joinPath,
   KeelError,
   type Kernel,
   type LogFields,
   type Logger,
   type PluginManifest,
+  sweep,
 } from "../mod.ts";
 import { detectRuntime } from "../runtimes/mod.ts";
 import executorScript from "../plugins/executor-script/mod.ts";
@@ -126,8 +129,18 @@ async function tour(): Promise<void> {
     });
     consola.success(`Result: ${JSON.stringify(value)}`);
     consola.info(`The hello service counted ${kernel.services.get(HelloService).runs()} run(s).`);
+
+    consola.start("5. Sweep hello.ts over three configs, two at a time (a fresh module each)");
+    const results = await sweep(file, grid({ name: ["Ada", "Grace", "Alan"] }), {
+      runtime,
+      parallel: 2,
+      record: false, // `keel run` records each run under .keel/runs/; the tour leaves no files
+    });
+    for (const r of results) {
+      consola.log(`  • ${JSON.stringify(r.config.params)} -> ${r.ok ? JSON.stringify(r.value) : r.error.code}`);
+    }
   } finally {
-    consola.start("5. Dispose");
+    consola.start("6. Dispose");
     await kernel.dispose();
   }
   consola.success(

@@ -533,6 +533,12 @@ function describeProcesses(
       assert.deepEqual(await child.status, { success: true, code: 0, signal: null });
     });
 
+    test("pid is this process: a child sees it as its parent", async () => {
+      if (runtime.pid === undefined) return; // optional: an edge host has no process id
+      const out = await processes.run("sh", { args: ["-c", "echo $PPID"], stdin: "null" });
+      assert.equal(Number(out.stdout.trim()), runtime.pid);
+    });
+
     test("streams that are not piped are null", async () => {
       const child = processes.spawn("true", { stdin: "null", stdout: "null", stderr: "null" });
       assert.equal(child.stdin, null);

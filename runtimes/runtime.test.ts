@@ -35,6 +35,7 @@ describe(`the ${runtime.name} adapter`, () => {
     assert.equal(typeof runtime.openSqlite, "function");
     assert.equal(typeof runtime.createWorker, "function");
     assert.equal(typeof runtime.denoPath, "function");
+    assert.ok(Number.isInteger(runtime.pid) && runtime.pid! > 0, "pid is set on Deno and Bun");
     assert.equal(typeof runtime.gpu, "function");
   });
 

@@ -124,7 +124,7 @@ for (const via of ["launcher", "bun"] as const) {
         assert.equal(report.ok, true);
         assert.deepEqual(report.result, { greeting: "Hello, Ada!" });
         assert.equal(report.script, joinPath(ROOT, "examples/hello/hello.ts"));
-        assert.match(report.runId, /^[0-9a-f-]{36}$/);
+        assert.match(report.runId, /^\d{8}-\d{6}-[0-9a-f]{6}$/); // a run id: sortable, time first
       },
     );
 

@@ -1,6 +1,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,7 +12,7 @@ import {
   type Kernel,
 } from "../../core/mod.ts";
 import { detectRuntime } from "../../runtimes/mod.ts";
-import executorScript, { coerceParam, mergeParams, SCRIPT_PROTOCOL, SCRIPT_RUN } from "./mod.ts";
+import executorScript, { createExecutorScriptPlugin, SCRIPT_PROTOCOL, SCRIPT_RUN } from "./mod.ts";
 
 const fixture = (name: string): string =>
   fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
@@ -104,7 +104,7 @@ describe("executor-script", () => {
     });
   });
 
-  test("an unknown override key fails with a suggestion", async () => {
+  test("an override that looks like a typo fails with a suggestion; strict refuses any unknown key", async () => {
     const e = await rejectsWith(
       run({ file: fixture("counter.ts"), params: { stpe: 2 } }),
       "E_CONFIG_INVALID",
@@ -112,10 +112,63 @@ describe("executor-script", () => {
     );
     assert.match(e.message, /did you mean "step"\?/);
     await rejectsWith(
-      run({ file: fixture("entrypoints.ts"), params: { x: 1 } }),
-      "E_CONFIG_INVALID",
+      run({ file: fixture("entrypoints.ts"), params: { x: 1 }, strict: true }),
+      "E_CONFIG_UNKNOWN_KEY",
       /has no params/,
     );
+    // Not strict, a key unlike any param is passed on as a new one.
+    assert.equal(await run({ file: fixture("run-only.ts"), params: { extra: 1 } }), 42);
+  });
+
+  test("args, kwargs and metadata reach the script's context", async () => {
+    const file = join(temp, "ctx.ts");
+    await writeFile(
+      file,
+      "export default (_p: unknown, ctx: { args: unknown; kwargs: unknown; metadata: unknown }) => ({ args: ctx.args, kwargs: ctx.kwargs, metadata: ctx.metadata });\n",
+    );
+    assert.deepEqual(await run({ file, args: [1], kwargs: { k: 2 }, metadata: { m: 3 } }), {
+      args: [1],
+      kwargs: { k: 2 },
+      metadata: { m: 3 },
+    });
+  });
+
+  test("a result that is not JSON data is E_SCRIPT_RESULT", async () => {
+    const file = join(temp, "bigint.ts");
+    await writeFile(file, "export default () => ({ n: 1n });\n");
+    await rejectsWith(run({ file }), "E_SCRIPT_RESULT", /result\.n is a BigInt/);
+  });
+
+  test("records need a plugin built with the host Runtime", async () => {
+    await rejectsWith(
+      run({ file: fixture("run-only.ts"), record: true }),
+      "E_RUNTIME_UNSUPPORTED",
+      /createExecutorScriptPlugin/,
+    );
+    const runtime = await detectRuntime();
+    const recording = await createKernel({
+      runtime,
+      plugins: [createExecutorScriptPlugin({ runtime, root: temp })],
+    });
+    try {
+      const exec = await recording.resolveExecutor(SCRIPT_PROTOCOL);
+      assert.equal(
+        await exec.execute({
+          method: SCRIPT_RUN,
+          params: { file: fixture("run-only.ts"), record: true },
+        }),
+        42,
+      );
+      const runs = await readdir(join(temp, ".keel", "runs"));
+      assert.equal(runs.length, 1);
+      const record = JSON.parse(
+        await readFile(join(temp, ".keel", "runs", runs[0]!, "run.json"), "utf8"),
+      );
+      assert.equal(record.status, "ok");
+      assert.equal(record.entrypoint, "run");
+    } finally {
+      await recording.dispose();
+    }
   });
 
   test("picks main, then run, or the entrypoint named", async () => {
@@ -127,6 +180,7 @@ describe("executor-script", () => {
       runId: "run-1",
     });
     assert.deepEqual(result, { who: "train", runId: "run-1", aborted: false });
+    assert.equal(await run({ file: `${fixture("entrypoints.ts")}#main` }), "main");
   });
 
   test("no entrypoint: E_SCRIPT_ENTRYPOINT lists the exports", async () => {
@@ -168,42 +222,17 @@ describe("executor-script", () => {
     const controller = new AbortController();
     const pending = run({ file: fixture("slow.ts") }, controller.signal);
     controller.abort(new Error("cancelled by the test"));
-    await rejectsWith(pending, "E_SCRIPT_FAILED", /cancelled by the test/);
+    await rejectsWith(pending, "E_RUN_INTERRUPTED", /cancelled by the test/);
   });
 
   test("bad requests are TypeErrors or RangeErrors", async () => {
     await assert.rejects(run({ file: "relative/path.ts" }), TypeError);
     await assert.rejects(run({}), TypeError);
+    await assert.rejects(run({ file: fixture("counter.ts"), params: [1] }), TypeError);
+    await assert.rejects(run({ file: fixture("counter.ts"), sweep: true }), /has no param "sweep"/);
     await assert.rejects(
       executor.execute({ method: "script/other", params: { file: fixture("counter.ts") } }),
       RangeError,
     );
-  });
-});
-
-describe("coerceParam and mergeParams", () => {
-  test("coerce by the default's type", () => {
-    assert.equal(coerceParam("n", "2.5", 1), 2.5);
-    assert.equal(coerceParam("b", "false", true), false);
-    assert.equal(coerceParam("s", "42", "x"), "42");
-    assert.deepEqual(coerceParam("o", '{"a":1}', {}), { a: 1 });
-    assert.equal(coerceParam("u", "plain text", undefined), "plain text");
-    assert.throws(
-      () => coerceParam("n", "abc", 1),
-      (e) => KeelError.is(e, "E_CONFIG_INVALID") && /expects a number/.test(e.message),
-    );
-    assert.throws(
-      () => coerceParam("b", "maybe", true),
-      (e) => KeelError.is(e, "E_CONFIG_INVALID"),
-    );
-    assert.throws(
-      () => coerceParam("a", '{"a":1}', []),
-      (e) => KeelError.is(e, "E_CONFIG_INVALID") && /JSON array/.test(e.message),
-    );
-  });
-
-  test("params that are not an object are a config error", () => {
-    assert.throws(() => mergeParams(5, {}), (e) => KeelError.is(e, "E_CONFIG_INVALID"));
-    assert.deepEqual(mergeParams(undefined, {}), {});
   });
 });

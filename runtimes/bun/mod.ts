@@ -36,6 +36,7 @@ export function createBunRuntime(): Runtime {
   return {
     name: "bun",
     version: bun.version,
+    pid: process.pid,
     cwd: () => process.cwd(),
     resolvePath: (path, base) => resolvePath(path, resolvePath(base ?? ".", process.cwd())),
     env: {

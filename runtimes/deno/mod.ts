@@ -31,6 +31,7 @@ export function createDenoRuntime(): Runtime {
   return {
     name: "deno",
     version: Deno.version.deno,
+    pid: Deno.pid,
     cwd: () => Deno.cwd(),
     resolvePath: (path, base) => resolvePath(path, resolvePath(base ?? ".", Deno.cwd())),
     env: {
