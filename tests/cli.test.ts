@@ -116,9 +116,9 @@ for (const via of ["launcher", "bun"] as const) {
       "run examples/hello/hello.ts --set name=Ada --json returns the greeting",
       SLOW,
       async () => {
-        const r = await keel(["run", "examples/hello/hello.ts", "--set", "name=Ada", "--json"], {
-          via,
-        });
+        // From a temp dir, so the run's record does not land in the checkout.
+        const hello = joinPath(ROOT, "examples/hello/hello.ts");
+        const r = await keel(["run", hello, "--set", "name=Ada", "--json"], { via, cwd: temp });
         assert.equal(r.code, 0, explain(r));
         const report = r.json() as { ok: boolean; result: unknown; runId: string; script: string };
         assert.equal(report.ok, true);
@@ -155,7 +155,13 @@ for (const via of ["launcher", "bun"] as const) {
     });
 
     test("--set of an unknown key exits 1 with a suggestion", SLOW, async () => {
-      const r = await keel(["run", "examples/hello/hello.ts", "--set", "nmae=Ada"], { via });
+      const r = await keel(
+        ["run", joinPath(ROOT, "examples/hello/hello.ts"), "--set", "nmae=Ada"],
+        {
+          via,
+          cwd: temp,
+        },
+      );
       assert.equal(r.code, 1, explain(r));
       assert.match(r.stderr, /no param "nmae" \(did you mean "name"\?\)/);
       assert.match(r.stderr, /code: E_CONFIG_INVALID/);
@@ -181,24 +187,25 @@ for (const via of ["launcher", "bun"] as const) {
     });
 
     test("usage errors exit 2", SLOW, async () => {
-      const flag = await keel(["run", "examples/hello/hello.ts", "--sett", "name=Ada"], { via });
+      const hello = joinPath(ROOT, "examples/hello/hello.ts");
+      const flag = await keel(["run", hello, "--sett", "name=Ada"], { via, cwd: temp });
       assert.equal(flag.code, 2, explain(flag));
       assert.match(flag.stderr, /Unknown flag "--sett"; did you mean --set\?/);
       assert.match(flag.stderr, /code: E_CLI_USAGE/);
-      const command = await keel(["rnu"], { via });
+      const command = await keel(["rnu"], { via, cwd: temp });
       assert.equal(command.code, 2, explain(command));
       assert.match(command.stderr, /did you mean "run"\?/);
-      const set = await keel(["run", "examples/hello/hello.ts", "--set", "name"], { via });
+      const set = await keel(["run", hello, "--set", "name"], { via, cwd: temp });
       assert.equal(set.code, 2, explain(set));
     });
 
     test("a --plugin asking for an ungranted capability is refused, naming it", SLOW, async () => {
       const r = await keel([
         "run",
-        "examples/hello/hello.ts",
+        joinPath(ROOT, "examples/hello/hello.ts"),
         "--plugin",
-        "examples/hello/net-plugin.ts",
-      ], { via });
+        joinPath(ROOT, "examples/hello/net-plugin.ts"),
+      ], { via, cwd: temp });
       assert.equal(r.code, 1, explain(r));
       assert.match(r.stderr, /code: E_CAPABILITY_DENIED/);
       assert.match(r.stderr, /"net:api\.example\.com:443"/);
@@ -320,9 +327,10 @@ describe("the tour", () => {
     };
     const [program, ...args] = pkg.scripts.demo!.split(/\s+/);
     assert.equal(program, "deno");
+    // From a temp dir, so the tour's run records do not land in the checkout.
     const r = await runtime.processes!.run(DENO, {
-      args,
-      cwd: ROOT,
+      args: args.map((a) => (a.endsWith(".ts") ? joinPath(ROOT, a) : a)),
+      cwd: temp,
       env: { NO_COLOR: "1" },
       stdin: "null",
     });
@@ -335,8 +343,8 @@ describe("the tour", () => {
 
   test("bun examples/tour.ts exits 0", SLOW, async () => {
     const r = await runtime.processes!.run(BUN, {
-      args: ["examples/tour.ts"],
-      cwd: ROOT,
+      args: [joinPath(ROOT, "examples/tour.ts")],
+      cwd: temp,
       env: { NO_COLOR: "1" },
       stdin: "null",
     });
