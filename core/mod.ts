@@ -22,3 +22,4 @@ export * from "./runtime.ts";
 export * from "./runtime-support.ts";
 export * from "./services.ts";
 export * from "./sweep.ts";
+export * from "./workflow/mod.ts";
