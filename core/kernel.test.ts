@@ -882,3 +882,53 @@ describe("createKernel: with a runtime", () => {
     await kernel.dispose();
   });
 });
+
+describe("createKernel: workflows", () => {
+  const math: Executor = {
+    protocol: "math/v1",
+    methods: ["math/add"],
+    execute: ({ params }) => Promise.resolve({ result: Number(params.a) + Number(params.b) }),
+  };
+  const provider = (): Plugin =>
+    plugin("math", {}, () => ({ resolveExecutor: (p) => (p === "math/v1" ? math : undefined) }));
+  const yaml = [
+    "name: sums",
+    "tasks:",
+    "  - id: one",
+    "    method: math/add",
+    "    params: { a: 1, b: 2 }",
+    "  - id: two",
+    "    method: math/add",
+    "    dependencies: [one]",
+    "    params:",
+    '      a: "${one.result}"',
+    "      b: 10",
+  ].join("\n");
+
+  test("kernel.workflows runs a workflow over the plugins' executors, with typed references", async () => {
+    const kernel = await createKernel({ plugins: [provider()] });
+    try {
+      const handle = await kernel.workflows.run(yaml);
+      const summary = await handle.done;
+      assert.equal(summary.status, "succeeded");
+      assert.deepEqual(summary.results, { one: { result: 3 }, two: { result: 13 } });
+      const report = await kernel.workflows.status(handle.id);
+      assert.deepEqual(report.tasks.map((t) => [t.taskId, t.status]), [["one", "succeeded"], ["two", "succeeded"]]);
+    } finally {
+      await kernel.dispose();
+    }
+  });
+
+  test("a workflow whose protocol no plugin provides is refused before anything runs", async () => {
+    const kernel = await createKernel({ plugins: [] });
+    try {
+      await assert.rejects(
+        kernel.workflows.run(yaml),
+        (e: unknown) => KeelError.is(e, "E_WORKFLOW_INVALID") && /math\/v1/.test(e.message),
+      );
+      assert.deepEqual(await kernel.workflows.list(), []);
+    } finally {
+      await kernel.dispose();
+    }
+  });
+});

@@ -31,6 +31,9 @@ import {
 } from "./plugin.ts";
 import type { Runtime } from "./runtime.ts";
 import { type Services, ServiceTable } from "./services.ts";
+import { createWorkflowEngine, type WorkflowEngine } from "./workflow/engine.ts";
+import { createMemoryStore } from "./workflow/memory-store.ts";
+import type { Store } from "./workflow/store.ts";
 
 /** What the host grants each plugin: a table by plugin name, or a function of the manifest. */
 export type GrantPolicy =
@@ -52,6 +55,11 @@ export interface KernelOptions {
   readonly logger?: Logger;
   /** Directory that relative capability paths resolve against; default `runtime.cwd()`. */
   readonly baseDir?: string;
+  /**
+   * Where `kernel.workflows` keeps runs: default an in-memory store (lost with the process); pass
+   * a SQLite or Postgres store for durable runs that `resume` can continue after a crash.
+   */
+  readonly store?: Store;
 }
 
 /** What the kernel knows about one plugin. */
@@ -81,6 +89,11 @@ export interface Kernel extends AsyncDisposable {
   /** Every plugin, in setup order (denied ones last). */
   readonly plugins: readonly PluginInfo[];
   readonly services: Services;
+  /**
+   * Workflow runs over the kernel's executors (`resolveExecutor`) and its store:
+   * `kernel.workflows.run(definition)`, `.status(id)`, `.resume(id)`, `.list()`.
+   */
+  readonly workflows: WorkflowEngine;
   /** Calls a hook the way its kind says (first / sequential / parallel). */
   callHook<K extends HookName>(name: K, ...args: HookArgs<K>): Promise<HookResult<K>>;
   /**
@@ -321,12 +334,20 @@ export async function createKernel(options: KernelOptions = {}): Promise<Kernel>
     if (disposed) throw new KeelError("E_KERNEL_DISPOSED", "The kernel was disposed; create a new one with createKernel()");
   };
 
+  const workflows = createWorkflowEngine({
+    store: options.store ?? createMemoryStore(),
+    resolveExecutor: async (protocol) => (await table.call("resolveExecutor", protocol)) ?? undefined,
+    logger,
+    ...(runtime ? { runtime } : {}),
+  });
+
   const kernel: Kernel = {
     version: KERNEL_VERSION,
     runtime,
     logger,
     plugins: Object.freeze([...infos, ...deniedInfos]),
     services,
+    workflows,
     callHook(name, ...args) {
       if (disposed) return Promise.reject(new KeelError("E_KERNEL_DISPOSED", "The kernel was disposed; create a new one with createKernel()"));
       if (name === "dispose") return Promise.reject(new TypeError('Call kernel.dispose() instead of the "dispose" hook'));

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
 
 const ROOT = new URL("../", import.meta.url);
-const EDGE_SAFE_PACKAGES = new Set(["std-semver", "yaml"]);
+const EDGE_SAFE_PACKAGES = new Set(["std-semver", "js-yaml"]);
 
 async function sources(dir: string): Promise<string[]> {
   const out: string[] = [];

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { parseDocument } from "yaml";
+import { load } from "js-yaml";
 import { KeelError } from "../errors.ts";
 import type { Backoff, BatchSpec, RetryPolicy, TaskDefinition, WorkflowDefinition } from "./definition.ts";
 import { PRIORITIES } from "./definition.ts";
@@ -48,23 +48,44 @@ export function parseWorkflow(text: string, options: ParseWorkflowOptions = {}):
     try {
       data = JSON.parse(text);
     } catch (e) {
-      const pos = yamlErrorPosition(text);
-      throw parseError(where, "is not valid JSON", pos, e);
+      throw parseError(where, "is not valid JSON", jsonErrorPosition(text, e), e);
     }
   } else {
-    const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
-    const first = doc.errors[0];
-    if (first !== undefined) {
-      throw parseError(where, `is not valid YAML (${first.message.split("\n")[0]})`, lineColumn(text, first.pos[0]), first);
+    try {
+      // js-yaml refuses duplicate keys, as a workflow must.
+      data = load(text, source === undefined ? {} : { filename: source });
+    } catch (e) {
+      throw parseError(where, `is not valid YAML (${yamlReason(e)})`, yamlPosition(e), e);
     }
-    data = doc.toJS();
   }
   return normalizeWorkflow(data, source === undefined ? {} : { source });
 }
 
-function yamlErrorPosition(text: string): { line: number; column: number } | undefined {
-  const first = parseDocument(text).errors[0];
-  return first && lineColumn(text, first.pos[0]);
+/** Where a JSON text stops parsing, from the engine's message ("at position N"), if it says. */
+function jsonErrorPosition(text: string, e: unknown): { line: number; column: number } | undefined {
+  const m = /position (\d+)/.exec(e instanceof Error ? e.message : "");
+  if (m) return lineColumn(text, Number(m[1]));
+  const lc = /line (\d+) column (\d+)/.exec(e instanceof Error ? e.message : "");
+  if (lc) return { line: Number(lc[1]), column: Number(lc[2]) };
+  // Bun's messages name no position; YAML is a superset of JSON, so its parser can point.
+  try {
+    load(text);
+  } catch (yamlError) {
+    return yamlPosition(yamlError);
+  }
+  return undefined;
+}
+
+function yamlReason(e: unknown): string {
+  const reason = (e as { reason?: unknown } | null)?.reason;
+  return typeof reason === "string" ? reason : (e instanceof Error ? e.message.split("\n")[0]! : String(e));
+}
+
+/** 1-based line and column from a js-yaml error's mark (0-based). */
+function yamlPosition(e: unknown): { line: number; column: number } | undefined {
+  const mark = (e as { mark?: { line?: unknown; column?: unknown } } | null)?.mark;
+  if (typeof mark?.line !== "number" || typeof mark.column !== "number") return undefined;
+  return { line: mark.line + 1, column: mark.column + 1 };
 }
 
 /** 1-based line and column of a character offset. */
