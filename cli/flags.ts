@@ -72,6 +72,17 @@ export const CONFIG_FLAGS = {
 /** The flags `keel plugins` takes besides the common ones. */
 export const PLUGINS_FLAGS = { json: "boolean" } as const satisfies FlagSpec;
 
+/** The flags `keel workflow` takes besides the common ones. */
+export const WORKFLOW_FLAGS = {
+  store: "string",
+  db: "string",
+  cwd: "string",
+  json: "boolean",
+  timeout: "string",
+  "max-concurrent": "string",
+  limit: "string",
+} as const satisfies FlagSpec;
+
 /** Each command's own flags; the common ones apply to all. */
 export const COMMAND_FLAGS: Readonly<Record<string, FlagSpec>> = {
   run: RUN_FLAGS,
@@ -79,6 +90,7 @@ export const COMMAND_FLAGS: Readonly<Record<string, FlagSpec>> = {
   runs: RUNS_FLAGS,
   config: CONFIG_FLAGS,
   plugins: PLUGINS_FLAGS,
+  workflow: WORKFLOW_FLAGS,
 };
 
 /** Every flag of every command (a first pass over the command line only finds the command). */

@@ -1,7 +1,7 @@
 /**
  * The `keel` command line: `keel --version`, `keel --help`, `keel run <script>` (one run or a
  * sweep), `keel flow sequential|parallel <scripts...>`, `keel runs list|show`, `keel config
- * show|validate|check`, `keel plugins`.
+ * show|validate|check`, `keel plugins`, `keel workflow run|validate|status|list|resume`.
  *
  * Runs on Deno (`deno task keel`, the `./keel` launcher) and on Bun (`bun cli/main.ts`); the
  * runtime adapter is picked with `detectRuntime()`. Exit codes: 0 ok, 1 an error (a KeelError
@@ -30,6 +30,7 @@ type FlowModule = typeof import("./commands/flow.ts");
 type RunsModule = typeof import("./commands/runs.ts");
 type ConfigModule = typeof import("./commands/config.ts");
 type PluginsModule = typeof import("./commands/plugins.ts");
+type WorkflowModule = typeof import("./commands/workflow.ts");
 
 /**
  * Imports a module of the CLI when it is first needed. The specifier is computed on purpose:
@@ -49,6 +50,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<CliCommand>>> = {
   runs: async () => (await load<RunsModule>("./commands/runs.ts")).RUNS_COMMAND,
   config: async () => (await load<ConfigModule>("./commands/config.ts")).createConfigCommand(),
   plugins: async () => (await load<PluginsModule>("./commands/plugins.ts")).PLUGINS_COMMAND,
+  workflow: async () => (await load<WorkflowModule>("./commands/workflow.ts")).WORKFLOW_COMMAND,
 };
 
 function usage(message: string): KeelError {

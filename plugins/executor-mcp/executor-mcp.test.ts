@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { parse } from "yaml";
+import { load as parse } from "js-yaml";
 import { createKernel, type Executor, KeelError, type Kernel, type Runtime } from "../../core/mod.ts";
 import { detectRuntime } from "../../runtimes/mod.ts";
 import executorMcp, {
