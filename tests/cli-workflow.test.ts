@@ -212,6 +212,15 @@ describe("keel workflow status, list, resume", () => {
     await runtime.fs!.remove(dir);
   });
 
+  test("without --json, the final tasks' results are printed on stdout as JSON", SLOW, async () => {
+    const example = joinPath(ROOT, "examples/workflows/numbers.yaml");
+    const r = await keel(["workflow", "run", example, "--store", "memory"]);
+    assert.equal(r.code, 0, explain(r));
+    // "say" is the only task nothing depends on; the others' results stay in the store.
+    assert.deepEqual(JSON.parse(r.stdout), { say: { result: "Numbers: [1,2,3,4,5] | Twice their sum: 30" } });
+    assert.match(r.stderr, /Workflow "numbers" succeeded \(4 task\(s\)\)/);
+  });
+
   test("--json prints the events in order, then the summary", SLOW, async () => {
     const r = await keel(["workflow", "run", joinPath(GLEITZEIT, "workflows/mcp_workflow.yaml"), "--json"]);
     assert.equal(r.code, 0, explain(r));

@@ -258,12 +258,27 @@ async function follow(env: CliEnv, engine: WorkflowEngine, handle: WorkflowRunHa
   if (tty && !json) runtime.writeStderr("\n");
   report(env, summary);
   if (json) await runtime.writeStdout(JSON.stringify({ ok: summary.status === "succeeded", ...summary }) + "\n");
+  else if (summary.status === "succeeded") await printFinalResults(env, initial.run.definition, summary);
   if (summary.status === "cancelled") {
     throw failure("E_RUN_INTERRUPTED", `Workflow run "${summary.id}" was cancelled (its running tasks were stopped); run the workflow again to start over`, 130);
   }
   if (summary.status !== "succeeded") {
     throw failure("E_WORKFLOW_FAILED", summary.error?.message ?? `Workflow run "${summary.id}" failed`);
   }
+}
+
+/**
+ * Prints the results of the final tasks (those no other task depends on), as `keel run` prints a
+ * script's result: JSON on stdout, keyed by task id. Every result is in `--json` and the store.
+ */
+async function printFinalResults(env: CliEnv, definition: unknown, summary: RunSummary): Promise<void> {
+  const tasks = (definition as { tasks?: readonly { id: string; dependencies?: readonly string[] }[] } | null)?.tasks ?? [];
+  const needed = new Set(tasks.flatMap((t) => t.dependencies ?? []));
+  const finals: Record<string, unknown> = {};
+  for (const t of tasks) {
+    if (!needed.has(t.id) && Object.hasOwn(summary.results, t.id)) finals[t.id] = summary.results[t.id];
+  }
+  if (Object.keys(finals).length) await env.runtime.writeStdout(toJsonText(finals, { indent: 2 }) + "\n");
 }
 
 function report(env: CliEnv, summary: RunSummary): void {
