@@ -80,6 +80,7 @@ export const WORKFLOW_FLAGS = {
   json: "boolean",
   timeout: "string",
   "max-concurrent": "string",
+  "mcp-server": "string",
   limit: "string",
 } as const satisfies FlagSpec;
 

@@ -221,6 +221,33 @@ describe("keel workflow status, list, resume", () => {
     assert.match(r.stderr, /Workflow "numbers" succeeded \(4 task\(s\)\)/);
   });
 
+  test("--mcp-server starts a real stdio MCP server whose tools tasks call; without it they fail validation", SLOW, async () => {
+    const dir = await runtime.fs!.realPath(await runtime.fs!.makeTempDir("keel-wf-mcp-"));
+    const wf = joinPath(dir, "mcp.yaml");
+    await runtime.fs!.writeTextFile(wf, [
+      "name: mcp-server",
+      "tasks:",
+      "  - id: hello",
+      "    method: mcp/tool.echo",
+      "    parameters: { message: stressed }",
+      "  - id: flipped",
+      "    method: mcp/tool.reverse",
+      "    dependencies: [hello]",
+      '    parameters: { text: "${hello.response}" }',
+    ].join("\n"));
+    const server = `tools=${joinPath(ROOT, "node_modules/.bin/deno")} run -A ${joinPath(ROOT, "plugins/executor-mcp/fixtures/server.ts")}`;
+    const r = await keel(["workflow", "run", wf, "--store", "memory", "--json", "--mcp-server", server], dir);
+    assert.equal(r.code, 0, explain(r));
+    assert.deepEqual((summaryOf(r).results.flipped as { structuredContent: unknown }).structuredContent, { reversed: "desserts" });
+    assert.match(r.stderr, /"tools" run with full trust/);
+    const without = await keel(["workflow", "run", wf, "--store", "memory"], dir);
+    assert.equal(without.code, 1, explain(without));
+    assert.match(without.stderr, /E_WORKFLOW_UNKNOWN_METHOD[^\n]*mcp\/tool\.reverse/);
+    const bad = await keel(["workflow", "run", wf, "--mcp-server", "tools"], dir);
+    assert.equal(bad.code, 2, explain(bad));
+    await runtime.fs!.remove(dir);
+  });
+
   test("--json prints the events in order, then the summary", SLOW, async () => {
     const r = await keel(["workflow", "run", joinPath(GLEITZEIT, "workflows/mcp_workflow.yaml"), "--json"]);
     assert.equal(r.code, 0, explain(r));

@@ -31,7 +31,7 @@ import {
   type WorkflowRunHandle,
   type WorkflowRunRecord,
 } from "../../core/workflow/mod.ts";
-import executorMcp from "../../plugins/executor-mcp/mod.ts";
+import executorMcp, { createMcpPlugin, type McpServerConfig } from "../../plugins/executor-mcp/mod.ts";
 import executorPython from "../../plugins/executor-python/mod.ts";
 import executorScript from "../../plugins/executor-script/mod.ts";
 import executorShell from "../../plugins/executor-shell/mod.ts";
@@ -52,6 +52,12 @@ const WORKFLOW_ARGS = {
   cwd: { type: "string", valueHint: "dir", description: "Resolve the workflow's relative paths (python files, batch directories) here; default the workflow file's directory" },
   timeout: { type: "string", valueHint: "s", description: "The whole run's time limit in seconds (overrides the workflow's)" },
   "max-concurrent": { type: "string", valueHint: "n", description: "Tasks running at once (default 32)" },
+  "mcp-server": {
+    type: "string",
+    valueHint: "name=command args",
+    description:
+      "run/resume: an MCP server over stdio whose tools mcp/tool.<name> tasks may call (split on spaces; repeatable). It is granted run:<command>: full trust",
+  },
   limit: { type: "string", valueHint: "n", description: "list: how many, newest first (default 20)" },
   json: { type: "boolean", description: "run/resume: JSON lines of events, then a summary; others: JSON" },
   plugin: { type: "string", valueHint: "path", description: "Load a local plugin that provides executors; runs isolated. Repeatable" },
@@ -106,7 +112,16 @@ async function bootExecutors(env: CliEnv, options: { shell: boolean; base: strin
   for (const path of allValues(env.flags, "plugin")) locals.push(await readLocalPlugin(runtime, path));
   const names = new Set(locals.map((l) => String(l.manifest.name)));
   const { all, byName } = parseAllow(allValues(env.flags, "allow"), { pluginNames: names, base: runtime.cwd() });
-  const firstParty: PluginEntry[] = [executorScript, executorPython, executorMcp, ...(options.shell ? [executorShell] : [])];
+  const servers = mcpServers(env, options.base);
+  const mcp = Object.keys(servers).length ? createMcpPlugin({ servers }) : executorMcp;
+  if (Object.keys(servers).length) {
+    env.out.warn(
+      `MCP server(s) ${Object.keys(servers).map((n) => `"${n}"`).join(", ")} run with full trust (${
+        [...new Set(Object.values(servers).map((c) => `run:${c.command}`))].join(", ")
+      })`,
+    );
+  }
+  const firstParty: PluginEntry[] = [executorScript, executorPython, mcp, ...(options.shell ? [executorShell] : [])];
   const firstNames = new Set(firstParty.map((p) => (p as PluginManifest).name));
   const entries: PluginEntry[] = [
     ...firstParty,
@@ -123,6 +138,22 @@ async function bootExecutors(env: CliEnv, options: { shell: boolean; base: strin
     return found && protocol === "python/v1" ? inDirectory(found, options.base) : found;
   };
   return { kernel, resolveExecutor };
+}
+
+/** `--mcp-server NAME=COMMAND ARGS...` flags as MCP server configs, started in `cwd`. */
+function mcpServers(env: CliEnv, cwd: string): Record<string, McpServerConfig> {
+  const out: Record<string, McpServerConfig> = {};
+  for (const value of allValues(env.flags, "mcp-server")) {
+    const at = value.indexOf("=");
+    const name = value.slice(0, at).trim();
+    const [command, ...args] = value.slice(at + 1).trim().split(/\s+/).filter((p) => p !== "");
+    if (at <= 0 || name === "" || command === undefined) {
+      throw usage(`--mcp-server takes NAME=COMMAND [ARGS...], e.g. --mcp-server "files=npx -y some-mcp-server"; got "${value}"`);
+    }
+    if (Object.hasOwn(out, name)) throw usage(`--mcp-server "${name}" is given twice; give each server its own name`);
+    out[name] = { command, args, cwd };
+  }
+  return out;
 }
 
 async function disposeQuietly(env: CliEnv, kernel: Kernel): Promise<void> {

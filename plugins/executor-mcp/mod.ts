@@ -406,9 +406,13 @@ async function startServer(name: string, config: McpServerConfig, options: Start
   const transport = new SpawnStdioTransport(name, config, options);
   const client = new Client({ name: "keel", version: "0.1.0" });
   let handshake = true;
+  let closing = false;
   transport.onGone = () => {
     options.onGone();
-    if (!handshake) options.logger?.warn(`MCP server "${name}" exited; it starts again on next use`, { server: name });
+    // Only an exit nobody asked for is news; a close at dispose is expected.
+    if (!handshake && !closing) {
+      options.logger?.warn(`MCP server "${name}" exited; it starts again on next use`, { server: name });
+    }
   };
   try {
     await client.connect(transport, { timeout: options.startTimeoutMs });
@@ -430,7 +434,10 @@ async function startServer(name: string, config: McpServerConfig, options: Start
     return {
       tools,
       call: (tool, args, timeoutMs, signal) => callTool(client, transport, { server: name, tool, args, timeoutMs, signal }),
-      close: () => client.close(),
+      close: () => {
+        closing = true;
+        return client.close();
+      },
     };
   } catch (e) {
     await client.close().catch(() => {});
