@@ -289,9 +289,9 @@ try {
     { name: `Restate 1-step invocation, ${ONE_STEP_IN_FLIGHT} in flight: p99 latency`, median: restate.oneStep.p99Ms, unit: "ms", runs: ONE_STEP_TOTAL },
     { name: `Restate 1-step invocation, ${ONE_STEP_IN_FLIGHT} in flight: wall time / invocations`, median: restate.oneStep.wallPerInvocationMs, unit: "ms", runs: 1 },
   );
-  if (restate.peakMb !== undefined) rows.push({ name: "restate-server peak RSS (VmHWM, MB)", median: restate.peakMb, unit: "ms", runs: 1 });
+  if (restate.peakMb !== undefined) rows.push({ name: "restate-server peak RSS (VmHWM)", median: restate.peakMb, unit: "MB", runs: 1 });
   if (restate.servicePeakMb !== undefined) {
-    rows.push({ name: "Restate SDK service (Node 22) peak RSS (VmHWM, MB)", median: restate.servicePeakMb, unit: "ms", runs: 1 });
+    rows.push({ name: "Restate SDK service (Node 22) peak RSS (VmHWM)", median: restate.servicePeakMb, unit: "MB", runs: 1 });
   }
 
   const nodeVersion = (await runtime.processes!.run(nodeBin, { args: ["--version"], stdin: "null" })).stdout.trim();
@@ -304,7 +304,6 @@ try {
       "Keel: SQLite in WAL mode, synchronous=NORMAL (durable against a process crash) and FULL (durable on power loss), both measured. Restate: a single node with its default configuration (replicated loglet on the local log-server, RocksDB WAL fsync not disabled)",
     ratio: "the ratio column is Keel / Restate per step, as the harness defines it (below 1 = Keel faster); the goal column gives Restate ÷ Keel, to be ≥ 6 on a durable store",
     "1-step invocations": `${ONE_STEP_TOTAL} calls of a service handler with one no-op ctx.run, ${ONE_STEP_IN_FLIGHT} in flight, after ${ONE_STEP_IN_FLIGHT} warm-up calls; latency is per call as the client sees it`,
-    "peak RSS unit": 'the "peak RSS" rows are in MB (the unit column says ms)',
     machine: "2 cores; all traffic on 127.0.0.1",
   });
   await runtime.writeStdout(md);
