@@ -248,6 +248,13 @@ describe("keel workflow status, list, resume", () => {
     await runtime.fs!.remove(dir);
   });
 
+  test("run the Gleitzeit way, from its root without --cwd: its relative paths resolve against the working directory", SLOW, async () => {
+    const r = await keel(["workflow", "run", "workflows/simple_python_workflow.yaml", "--store", "memory", "--json"], GLEITZEIT);
+    assert.equal(r.code, 0, explain(r));
+    const results = summaryOf(r).results as Record<string, { result?: unknown }>;
+    assert.ok(Object.values(results).some((v) => JSON.stringify(v).includes("13 words")), r.stdout);
+  });
+
   test("--json prints the events in order, then the summary", SLOW, async () => {
     const r = await keel(["workflow", "run", joinPath(GLEITZEIT, "workflows/mcp_workflow.yaml"), "--json"]);
     assert.equal(r.code, 0, explain(r));

@@ -184,10 +184,25 @@ async function readWorkflow(env: CliEnv, file: string): Promise<{ def: WorkflowD
   return { def: parseWorkflow(text, { source: path }), path, text };
 }
 
-function baseDir(env: CliEnv, source: string | undefined): string {
+/**
+ * The folder a workflow's relative paths (python `file`, batch `directory`) resolve against:
+ * `--cwd`, else the workflow file's folder, unless those paths exist only under the working
+ * directory, which is how Gleitzeit resolves them. One choice per workflow: tasks never mix.
+ */
+async function baseDir(env: CliEnv, def: WorkflowDefinition): Promise<string> {
+  const { runtime } = env;
   const flag = lastValue(env.flags, "cwd");
-  if (flag !== undefined) return env.runtime.resolvePath(flag);
-  return source !== undefined && source.startsWith("/") ? dirname(source) : env.runtime.cwd();
+  if (flag !== undefined) return runtime.resolvePath(flag);
+  const own = def.source !== undefined && def.source.startsWith("/") ? dirname(def.source) : runtime.cwd();
+  const relative = def.tasks.flatMap((t) => [t.params.file, t.batch?.directory])
+    .filter((p): p is string => typeof p === "string" && p !== "" && !p.startsWith("/") && !p.includes("${"));
+  if (relative.length === 0 || own === runtime.cwd()) return own;
+  const allExist = async (base: string): Promise<boolean> => {
+    for (const p of relative) if (!(await runtime.fs!.exists(runtime.resolvePath(p, base)))) return false;
+    return true;
+  };
+  if (await allExist(own)) return own;
+  return (await allExist(runtime.cwd())) ? runtime.cwd() : own;
 }
 
 function engineOptions(env: CliEnv, store: Store, booted: Booted, base: string): Parameters<typeof createWorkflowEngine>[0] {
@@ -334,7 +349,7 @@ async function runAction(env: CliEnv, file: string | undefined, resumeId: string
     } else {
       ({ def, text } = await readWorkflow(env, file!));
     }
-    const base = baseDir(env, def.source);
+    const base = await baseDir(env, def);
     const shell = usesShell(def);
     if (shell) warnShell(env);
     const booted = await bootExecutors(env, { shell, base });
@@ -368,7 +383,7 @@ async function validateAction(env: CliEnv, file: string): Promise<void> {
       : [{ code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) }];
   }
   if (def !== undefined) {
-    const booted = await bootExecutors(env, { shell: usesShell(def), base: baseDir(env, def.source) });
+    const booted = await bootExecutors(env, { shell: usesShell(def), base: await baseDir(env, def) });
     try {
       const protocols = new Map<string, Executor | undefined>();
       for (const t of def.tasks) if (t.protocol !== "" && !protocols.has(t.protocol)) protocols.set(t.protocol, await booted.resolveExecutor(t.protocol).catch(() => undefined));
