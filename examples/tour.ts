@@ -25,6 +25,7 @@ import {
 } from "../mod.ts";
 import { detectRuntime } from "../runtimes/mod.ts";
 import executorScript from "../plugins/executor-script/mod.ts";
+import executorMcp from "../plugins/executor-mcp/mod.ts";
 import helloPlugin, { HelloService } from "./hello/hello-plugin.ts";
 import netPlugin from "./hello/net-plugin.ts";
 
@@ -60,8 +61,8 @@ async function tour(): Promise<void> {
   const logger = consolaLogger();
   consola.box(`Keel tour on ${runtime.name} ${runtime.version}`);
 
-  consola.start("1. Boot a kernel with executor-script and the hello plugin (both in-process)");
-  const kernel = await createKernel({ runtime, logger, plugins: [executorScript, helloPlugin] });
+  consola.start("1. Boot a kernel with executor-script, executor-mcp and the hello plugin (in-process)");
+  const kernel = await createKernel({ runtime, logger, plugins: [executorScript, executorMcp, helloPlugin] });
   listPlugins(kernel);
 
   consola.start('2. Load a plugin that asks for "net:api.example.com:443", without granting it');
@@ -139,12 +140,30 @@ async function tour(): Promise<void> {
     for (const r of results) {
       consola.log(`  • ${JSON.stringify(r.config.params)} -> ${r.ok ? JSON.stringify(r.value) : r.error.code}`);
     }
+
+    consola.start("6. Run a workflow: each task starts as soon as its own dependencies finish");
+    const workflow = [
+      "name: tour",
+      "tasks:",
+      "  - { id: sum, method: mcp/tool.add, parameters: { a: 20, b: 22 } }",
+      "  - { id: product, method: mcp/tool.multiply, parameters: { a: 6, b: 7 } }",
+      "  - id: both",
+      "    method: mcp/tool.concat",
+      "    dependencies: [sum, product]",
+      '    parameters: { strings: ["sum=${sum.result}", "product=${product.result}"], separator: ", " }',
+    ].join("\n");
+    const handle = await kernel.workflows.run(workflow); // validated first; an in-memory store here
+    for await (const event of handle.events) {
+      if (event.taskId !== null && event.type !== "task.started") consola.log(`  • ${event.taskId}: ${event.type}`);
+    }
+    const summary = await handle.done;
+    consola.success(`Workflow ${summary.status}: ${JSON.stringify(summary.results.both)}`);
   } finally {
-    consola.start("6. Dispose");
+    consola.start("7. Dispose");
     await kernel.dispose();
   }
   consola.success(
-    "Done. Next: ./keel --help, ./keel plugins, ./keel run examples/hello/hello.ts --set name=Ada",
+    "Done. Next: ./keel --help, ./keel run examples/hello/hello.ts --set name=Ada, ./keel workflow run examples/workflows/numbers.yaml",
   );
 }
 

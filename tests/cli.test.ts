@@ -339,6 +339,7 @@ describe("the tour", () => {
     assert.match(text, /E_CAPABILITY_DENIED/);
     assert.match(text, /net:api\.example\.com:443/);
     assert.match(text, /Hello, world!/);
+    assert.match(text, /Workflow succeeded: \{"result":"sum=42, product=42"\}/);
   });
 
   test("bun examples/tour.ts exits 0", SLOW, async () => {
