@@ -49,14 +49,14 @@ const WORKFLOW_ARGS = {
   target: { type: "positional", description: "The workflow file (run, validate) or run id (status, resume)", required: false },
   store: { type: "string", valueHint: "kind", description: 'Where runs are kept: "sqlite" (default, .keel/keel.db, WAL) or "memory" (run only, nothing kept)' },
   db: { type: "string", valueHint: "path", description: `The SQLite store file (default ${DEFAULT_DB})` },
-  cwd: { type: "string", valueHint: "dir", description: "Resolve the workflow's relative paths (python files, batch directories) here; default the workflow file's directory" },
+  cwd: { type: "string", valueHint: "dir", description: "Resolve the workflow's relative paths (python files, batch directories) here; default the workflow file's folder, or the working directory when they exist only there" },
   timeout: { type: "string", valueHint: "s", description: "The whole run's time limit in seconds (overrides the workflow's)" },
   "max-concurrent": { type: "string", valueHint: "n", description: "Tasks running at once (default 32)" },
   "mcp-server": {
     type: "string",
     valueHint: "name=command args",
     description:
-      "run/resume: an MCP server over stdio whose tools mcp/tool.<name> tasks may call (split on spaces; repeatable). It is granted run:<command>: full trust",
+      "run/resume: an MCP server over stdio whose tools mcp/tool.<tool> tasks may call (split on spaces; repeatable). It is granted run:<command>: full trust",
   },
   limit: { type: "string", valueHint: "n", description: "list: how many, newest first (default 20)" },
   json: { type: "boolean", description: "run/resume: JSON lines of events, then a summary; others: JSON" },
