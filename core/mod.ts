@@ -21,5 +21,6 @@ export * from "./runs/mod.ts";
 export * from "./runtime.ts";
 export * from "./runtime-support.ts";
 export * from "./services.ts";
+export * from "./supervise.ts";
 export * from "./sweep.ts";
 export * from "./workflow/mod.ts";

@@ -73,8 +73,8 @@ import {
   fromFileUrl,
   KeelError,
   type Logger,
-  type ProcessStatus,
   type SpawnOptions,
+  superviseProcess,
 } from "../../core/mod.ts";
 
 /** The protocol this plugin answers `resolveExecutor` for. */
@@ -243,17 +243,6 @@ export function createPythonExecutor(options: PythonExecutorOptions): Executor {
     nonce: string,
     input: Uint8Array,
   ): Promise<RunnerOutcome> {
-    let stopped: "timeout" | "abort" | undefined;
-    const stop = (why: "timeout" | "abort"): void => {
-      stopped ??= why;
-      child.kill("SIGKILL");
-    };
-    const timer = request.timeoutMs === undefined
-      ? undefined
-      : setTimeout(() => stop("timeout"), request.timeoutMs);
-    const onAbort = (): void => stop("abort");
-    request.signal?.addEventListener("abort", onAbort, { once: true });
-
     const out = new StdoutCollector(
       MARK + nonce + "\u001e",
       (line) => request.onLine?.("stdout", line),
@@ -263,55 +252,16 @@ export function createPythonExecutor(options: PythonExecutorOptions): Executor {
       err.push(line);
       request.onLine?.("stderr", line);
     });
-    const errSink = {
-      push: (text: string): void => errLines.push(text),
-      end: (): void => {
-        if (errLines.rest() !== "") request.onLine?.("stderr", errLines.rest());
-      },
-    };
-    const readers: ReadableStreamDefaultReader<string>[] = [];
-    const pump = async (
-      stream: ReadableStream<Uint8Array> | null,
-      sink: { push(text: string): void; end(): void },
-    ): Promise<void> => {
-      if (stream === null) return;
-      const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-      readers.push(reader);
-      try {
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          sink.push(value);
-        }
-      } catch {
-        // Cancelled after the grace period, or the pipe broke: keep what arrived.
-      } finally {
-        sink.end();
-      }
-    };
-    const drained = Promise.all([pump(child.stdout, out), pump(child.stderr, errSink)]);
-    const fed = feed(child.stdin, input);
-
-    let status: ProcessStatus;
-    try {
-      status = await child.status;
-    } finally {
-      if (timer !== undefined) clearTimeout(timer);
-      request.signal?.removeEventListener("abort", onAbort);
-    }
-    let grace: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      drained,
-      new Promise<void>((resolve) => {
-        grace = setTimeout(() => {
-          for (const reader of readers) reader.cancel().catch(() => {});
-          resolve();
-        }, DRAIN_GRACE_MS);
-      }),
-    ]);
-    clearTimeout(grace);
-    await drained;
-    await fed;
+    const { status, stopped } = await superviseProcess(child, {
+      ...(request.timeoutMs === undefined ? {} : { timeoutMs: request.timeoutMs }),
+      ...(request.signal === undefined ? {} : { signal: request.signal }),
+      stdin: input,
+      onStdout: (text) => out.push(text),
+      onStderr: (text) => errLines.push(text),
+      drainGraceMs: DRAIN_GRACE_MS,
+    });
+    out.end();
+    if (errLines.rest() !== "") request.onLine?.("stderr", errLines.rest());
 
     const stdout = out.text();
     const stderr = err.text(errLines.rest());
@@ -700,19 +650,6 @@ function failure(request: RunnerRequest, error: RunnerError, stderr: string): Ke
 
 // ---------------------------------------------------------------------------------------------
 // Output
-
-async function feed(stdin: WritableStream<Uint8Array> | null, input: Uint8Array): Promise<void> {
-  if (stdin === null) return;
-  const writer = stdin.getWriter();
-  try {
-    await writer.write(input);
-    await writer.close();
-  } catch {
-    // Python exited before reading its request; its status and stderr tell why.
-  } finally {
-    writer.releaseLock();
-  }
-}
 
 /**
  * Splits text into lines as it arrives; `rest()` is what followed the last newline. Linear in the

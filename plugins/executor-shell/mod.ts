@@ -34,7 +34,7 @@ import {
   KeelError,
   type Plugin,
   type PluginContext,
-  type ProcessStatus,
+  superviseProcess,
 } from "../../core/mod.ts";
 
 /** The protocol this plugin answers `resolveExecutor` for. */
@@ -128,55 +128,16 @@ export function createShellExecutor(options: ShellExecutorOptions): Executor {
       throw e;
     }
 
-    let stopped: "timeout" | "abort" | undefined;
-    const stop = (why: "timeout" | "abort"): void => {
-      stopped ??= why;
-      child.kill("SIGKILL");
-    };
-    const timer = timeoutMs === undefined ? undefined : setTimeout(() => stop("timeout"), timeoutMs);
-    const onAbort = (): void => stop("abort");
-    signal?.addEventListener("abort", onAbort, { once: true });
-
     const out = new TailText();
     const err = new TailText();
-    const readers: ReadableStreamDefaultReader<string>[] = [];
-    const pump = async (stream: ReadableStream<Uint8Array> | null, sink: TailText): Promise<void> => {
-      if (stream === null) return;
-      const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-      readers.push(reader);
-      try {
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          sink.push(value);
-        }
-      } catch {
-        // Cancelled after the grace period, or the pipe broke: keep what arrived.
-      }
-    };
-    const drained = Promise.all([pump(child.stdout, out), pump(child.stderr, err)]);
-    const fed = feed(child.stdin, params.stdin);
-
-    let status: ProcessStatus;
-    try {
-      status = await child.status;
-    } finally {
-      if (timer !== undefined) clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-    }
-    let grace: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      drained,
-      new Promise<void>((resolve) => {
-        grace = setTimeout(() => {
-          for (const reader of readers) reader.cancel().catch(() => {});
-          resolve();
-        }, DRAIN_GRACE_MS);
-      }),
-    ]);
-    clearTimeout(grace);
-    await drained;
-    await fed;
+    const { status, stopped } = await superviseProcess(child, {
+      ...(timeoutMs === undefined ? {} : { timeoutMs }),
+      ...(signal === undefined ? {} : { signal }),
+      ...(params.stdin === undefined ? {} : { stdin: params.stdin }),
+      onStdout: (text) => out.push(text),
+      onStderr: (text) => err.push(text),
+      drainGraceMs: DRAIN_GRACE_MS,
+    });
 
     const stdout = out.text();
     const stderr = err.text();
@@ -308,19 +269,6 @@ function interrupted(label: string, reason: unknown, details: Record<string, unk
     cause: reason,
     details,
   });
-}
-
-async function feed(stdin: WritableStream<Uint8Array> | null, text: string | undefined): Promise<void> {
-  if (stdin === null) return;
-  const writer = stdin.getWriter();
-  try {
-    if (text !== undefined && text !== "") await writer.write(new TextEncoder().encode(text));
-    await writer.close();
-  } catch {
-    // The program exited without reading all of its stdin; its status tells the rest.
-  } finally {
-    writer.releaseLock();
-  }
 }
 
 function tail(text: string): string {
