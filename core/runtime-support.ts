@@ -60,3 +60,17 @@ export async function existsVia(stat: () => Promise<unknown>, isNotFound: (e: un
     throw e;
   }
 }
+
+/**
+ * Serializes an async writer: each write starts after the previous one finished, so concurrent
+ * callers never interleave partial writes or lose one another's bytes, and text lands in call
+ * order. A failed write rejects its own caller only.
+ */
+export function serializeWrites(write: (text: string) => Promise<unknown>): (text: string) => Promise<void> {
+  let tail: Promise<unknown> = Promise.resolve();
+  return (text) => {
+    const done = tail.then(() => write(text));
+    tail = done.catch(() => {});
+    return done.then(() => {});
+  };
+}

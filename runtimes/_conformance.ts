@@ -206,6 +206,8 @@ runtime.writeStderr("e".repeat(100000) + "\\n");
 // More than a pipe holds, so the write has to wait for the reader before it resolves.
 await runtime.writeStdout("x".repeat(200000) + "\\n");
 await runtime.writeStdout("done ✓\\n");
+// Concurrent writes, not awaited one by one: each lands whole, in call order.
+await Promise.all(Array.from({ length: 50 }, (_, i) => runtime.writeStdout(String(i).padStart(2, "0") + "y".repeat(5000) + "\\n")));
 runtime.exit?.(3);
 `;
 
@@ -248,7 +250,8 @@ function describeChildConsole(options: ChildConsoleOptions): void {
         'args ["one","two words","--flag"]\nterminals [false,false,false]\n' +
           "no newline, then one\n" + "e".repeat(100000) + "\n",
       );
-      assert.equal(out.stdout, "x".repeat(200000) + "\ndone ✓\n");
+      const concurrent = Array.from({ length: 50 }, (_, i) => String(i).padStart(2, "0") + "y".repeat(5000) + "\n");
+      assert.equal(out.stdout, "x".repeat(200000) + "\ndone ✓\n" + concurrent.join(""));
       assert.equal(out.code, runtime.exit === undefined ? 0 : 3);
     });
   });

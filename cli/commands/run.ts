@@ -410,7 +410,8 @@ async function pythonRunner(
 export interface SweepReporter {
   readonly onProgress: (p: SweepProgress) => void;
   readonly onResult: (result: RunResult, index: number) => void;
-  finish(): void;
+  /** Ends the progress line; resolves once every JSON line has been written. */
+  finish(): Promise<void>;
 }
 
 /** The progress line: `3/12 done · 2 running · 1 failed · ETA 41 s`. */
@@ -466,6 +467,7 @@ export function createSweepReporter(
     finish() {
       if (drawn) runtime.writeStderr("\n");
       drawn = false;
+      return stdout;
     },
   };
 }
@@ -751,7 +753,8 @@ async function runCommand(env: CliEnv): Promise<void> {
         onResult: reporter.onResult,
       });
     } finally {
-      reporter.finish();
+      // Every run's JSON line is out before the summary, and before the process may exit.
+      await reporter.finish();
     }
     const failed = results.filter((r) => !r.ok).length;
     const durationMs = performance.now() - started;

@@ -13,7 +13,7 @@
 import type { Database } from "bun:sqlite";
 import process from "node:process";
 import { KeelError } from "../../core/errors.ts";
-import { createFsErrorMapper, existsVia, runToCompletion } from "../../core/runtime-support.ts";
+import { createFsErrorMapper, existsVia, runToCompletion, serializeWrites } from "../../core/runtime-support.ts";
 import { fromFileUrl, joinPath, resolvePath } from "../../core/path.ts";
 import type {
   ChildProcess,
@@ -46,10 +46,9 @@ export function createBunRuntime(): Runtime {
     // argv[0] is bun and argv[1] the script, for `bun x.ts`, `bun run x.ts` and compiled binaries.
     args: bun.argv.slice(2),
     isTerminal: (stream) => isTty(STREAM_FDS[stream]),
-    writeStdout: async (text) => {
-      // Resolves once every byte is written, so exiting right after loses nothing.
-      await bun.write(bun.stdout, text);
-    },
+    // Resolves once every byte is written, so exiting right after loses nothing; serialized,
+    // since concurrent Bun.write calls to stdout were seen to drop a line.
+    writeStdout: serializeWrites((text) => bun.write(bun.stdout, text)),
     writeStderr: (text) => {
       // A synchronous write of the text as it is. (console.error would be cheaper to load, but
       // Bun paints it red on a terminal.)

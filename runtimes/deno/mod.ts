@@ -9,7 +9,7 @@
 
 import type { StatementSync } from "node:sqlite";
 import { KeelError } from "../../core/errors.ts";
-import { createFsErrorMapper, existsVia, runToCompletion } from "../../core/runtime-support.ts";
+import { createFsErrorMapper, existsVia, runToCompletion, serializeWrites } from "../../core/runtime-support.ts";
 import { resolvePath } from "../../core/path.ts";
 import type {
   ChildProcess,
@@ -40,7 +40,7 @@ export function createDenoRuntime(): Runtime {
     },
     args: Deno.args,
     isTerminal: (stream) => DENO_STREAMS[stream].isTerminal(),
-    writeStdout: (text) => writeAll(Deno.stdout, encoder.encode(text)),
+    writeStdout: serializeWrites((text) => writeAll(Deno.stdout, encoder.encode(text))),
     writeStderr: (text) => writeAllSync(Deno.stderr, encoder.encode(text)),
     inspect: (value, options = {}) => {
       const denoOptions: Deno.InspectOptions = { colors: options.colors ?? false };
