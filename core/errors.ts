@@ -84,6 +84,14 @@ export const ErrorCode = {
   E_SHELL_FAILED: "A shell command exited non-zero",
   E_MCP_TOOL_UNKNOWN: "An MCP call names a tool the server does not have",
   E_MCP_FAILED: "An MCP server could not be started or a tool call failed",
+  // Tools and code mode (issue 5)
+  E_TOOL_DUPLICATE: "Two tools share a name (register with { overwrite: true } to replace one)",
+  E_TOOL_UNKNOWN: "A call names a tool that is not registered",
+  E_TOOL_NAME_INVALID: "A tool name is not an identifier, or uses the reserved \"__\" prefix",
+  E_TOOL_SCHEMA_INVALID: "A tool's input or output schema is not a valid schema of the supported JSON Schema subset",
+  E_TOOL_INPUT_INVALID: "A tool was called with input that does not match its input schema",
+  E_TOOL_OUTPUT_INVALID: "A tool returned output that does not match its output schema",
+  E_TOOL_FAILED: "A tool's run function threw",
 } as const;
 
 /** A code from {@link ErrorCode}. */

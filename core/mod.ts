@@ -23,4 +23,5 @@ export * from "./runtime-support.ts";
 export * from "./services.ts";
 export * from "./supervise.ts";
 export * from "./sweep.ts";
+export * from "./tools/mod.ts";
 export * from "./workflow/mod.ts";
