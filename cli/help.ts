@@ -5,7 +5,7 @@
  */
 
 import { type CommandDef, renderUsage } from "citty";
-import { COMMON_ARGS } from "./commands/common.ts";
+import { COMMON_ARGS } from "./commands/args.ts";
 import type { CliCommand } from "./env.ts";
 import { PACKAGE_VERSION } from "./version.ts";
 

@@ -35,6 +35,17 @@ export function notFoundError(path: string, cause: unknown): KeelError {
   );
 }
 
+/** The `E_RUNTIME_SPAWN` error for a process that could not be started. */
+export function spawnError(command: string, options: SpawnOptions, cause: unknown): KeelError {
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  const where = options.cwd === undefined ? "" : ` in "${options.cwd}"`;
+  return new KeelError(
+    "E_RUNTIME_SPAWN",
+    `Could not start "${command}"${where} (${reason}): check that it is installed, on PATH, and that the directory exists`,
+    { cause, details: { command } },
+  );
+}
+
 /** A file operation wrapper that turns the host's "not found" errors into {@link notFoundError}. */
 export type FsErrorMapper = <T>(path: string, op: () => Promise<T>) => Promise<T>;
 

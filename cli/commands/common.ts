@@ -3,32 +3,11 @@
  * @module
  */
 
-import type { ArgsDef } from "citty";
 import { type Booted, bootKernel } from "../boot.ts";
 import type { CliEnv } from "../env.ts";
 import { allValues } from "../flags.ts";
 
-/** `--plugin`, `--allow`, `--trust`, `--debug`, as citty argument definitions (for help). */
-export const COMMON_ARGS = {
-  plugin: {
-    type: "string",
-    valueHint: "path",
-    description:
-      "Load a local plugin (module or package dir); runs isolated unless trusted. Repeatable",
-  },
-  allow: {
-    type: "string",
-    valueHint: "cap",
-    description:
-      "Grant a capability to the --plugin plugins, or NAME=CAP to one of them. Repeatable",
-  },
-  trust: {
-    type: "string",
-    valueHint: "name",
-    description: "Run the --plugin plugin NAME in-process instead of isolated. Repeatable",
-  },
-  debug: { type: "boolean", description: "Print stack traces and debug lines (also KEEL_DEBUG=1)" },
-} as const satisfies ArgsDef;
+export { COMMON_ARGS } from "./args.ts";
 
 /** Boots the kernel the command line describes. */
 export function bootFromFlags(env: CliEnv, onDenied: "fail" | "skip"): Promise<Booted> {

@@ -24,7 +24,7 @@ import {
 } from "../../core/mod.ts";
 import type { CliCommand, CliEnv } from "../env.ts";
 import { type FlagSpec, lastValue } from "../flags.ts";
-import { COMMON_ARGS } from "./common.ts";
+import { COMMON_ARGS } from "./args.ts";
 
 /** The flags `keel config` takes besides the common ones (for `COMMAND_FLAGS` in flags.ts). */
 export const CONFIG_FLAGS = {

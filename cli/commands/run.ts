@@ -42,6 +42,7 @@ import {
 import { createRunStore, type IsolateMode } from "../../core/runs/records.ts";
 import { resolveParams } from "../../core/runs/script.ts";
 import type { CliCommand, CliEnv } from "../env.ts";
+import { COMMON_ARGS } from "./args.ts";
 import { allValues, integerFlag, lastValue, parseAssignment } from "../flags.ts";
 
 type CommonModule = typeof import("./common.ts");
@@ -72,24 +73,12 @@ export const RUN_SHARED_ARGS = {
 } as const satisfies ArgsDef;
 
 const COMMON_HELP = {
+  ...COMMON_ARGS,
   plugin: {
-    type: "string",
-    valueHint: "path",
+    ...COMMON_ARGS.plugin,
     description:
       "Load a local plugin (module or package dir); runs isolated unless trusted. Its beforeRun/afterRun hooks run around each run. Repeatable",
   },
-  allow: {
-    type: "string",
-    valueHint: "cap",
-    description:
-      "Grant a capability to the --plugin plugins, or NAME=CAP to one of them. Repeatable",
-  },
-  trust: {
-    type: "string",
-    valueHint: "name",
-    description: "Run the --plugin plugin NAME in-process instead of isolated. Repeatable",
-  },
-  debug: { type: "boolean", description: "Print stack traces and debug lines (also KEEL_DEBUG=1)" },
 } as const satisfies ArgsDef;
 
 const RUN_ARGS = {

@@ -38,6 +38,7 @@ import executorShell from "../../plugins/executor-shell/mod.ts";
 import { openSqliteStore } from "../../plugins/store-sqlite/mod.ts";
 import { parseAllow, readLocalPlugin } from "../boot.ts";
 import type { CliCommand, CliEnv } from "../env.ts";
+import { COMMON_ARGS } from "./args.ts";
 import { allValues, integerFlag, lastValue } from "../flags.ts";
 import { formatDuration, toJsonText } from "./run.ts";
 
@@ -60,9 +61,9 @@ const WORKFLOW_ARGS = {
   },
   limit: { type: "string", valueHint: "n", description: "list: how many, newest first (default 20)" },
   json: { type: "boolean", description: "run/resume: JSON lines of events, then a summary; others: JSON" },
-  plugin: { type: "string", valueHint: "path", description: "Load a local plugin that provides executors; runs isolated. Repeatable" },
-  allow: { type: "string", valueHint: "cap", description: "Grant a capability to the --plugin plugins, or NAME=CAP to one. Repeatable" },
-  debug: { type: "boolean", description: "Print stack traces and debug lines (also KEEL_DEBUG=1)" },
+  plugin: { ...COMMON_ARGS.plugin, description: "Load a local plugin that provides executors; runs isolated. Repeatable" },
+  allow: COMMON_ARGS.allow,
+  debug: COMMON_ARGS.debug,
 } as const satisfies ArgsDef;
 
 const ACTIONS = ["run", "validate", "status", "list", "resume"] as const;

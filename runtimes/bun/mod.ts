@@ -13,7 +13,13 @@
 import type { Database } from "bun:sqlite";
 import process from "node:process";
 import { KeelError } from "../../core/errors.ts";
-import { createFsErrorMapper, existsVia, runToCompletion, serializeWrites } from "../../core/runtime-support.ts";
+import {
+  createFsErrorMapper,
+  existsVia,
+  runToCompletion,
+  serializeWrites,
+  spawnError,
+} from "../../core/runtime-support.ts";
 import { fromFileUrl, joinPath, resolvePath } from "../../core/path.ts";
 import type {
   ChildProcess,
@@ -260,16 +266,6 @@ function sinkToWritable(sink: BunFileSink): WritableStream<Uint8Array> {
       await sink.end();
     },
   });
-}
-
-function spawnError(command: string, options: SpawnOptions, cause: unknown): KeelError {
-  const reason = cause instanceof Error ? cause.message : String(cause);
-  const where = options.cwd === undefined ? "" : ` in "${options.cwd}"`;
-  return new KeelError(
-    "E_RUNTIME_SPAWN",
-    `Could not start "${command}"${where} (${reason}): check that it is installed, on PATH, and that the directory exists`,
-    { cause, details: { command } },
-  );
 }
 
 // ---------------------------------------------------------------------------------------------

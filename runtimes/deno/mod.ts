@@ -8,8 +8,13 @@
  */
 
 import type { StatementSync } from "node:sqlite";
-import { KeelError } from "../../core/errors.ts";
-import { createFsErrorMapper, existsVia, runToCompletion, serializeWrites } from "../../core/runtime-support.ts";
+import {
+  createFsErrorMapper,
+  existsVia,
+  runToCompletion,
+  serializeWrites,
+  spawnError,
+} from "../../core/runtime-support.ts";
 import { resolvePath } from "../../core/path.ts";
 import type {
   ChildProcess,
@@ -193,16 +198,6 @@ function spawnDeno(command: string, options: SpawnOptions = {}): ChildProcess {
     status,
     kill,
   };
-}
-
-function spawnError(command: string, options: SpawnOptions, cause: unknown): KeelError {
-  const reason = cause instanceof Error ? cause.message : String(cause);
-  const where = options.cwd === undefined ? "" : ` in "${options.cwd}"`;
-  return new KeelError(
-    "E_RUNTIME_SPAWN",
-    `Could not start "${command}"${where} (${reason}): check that it is installed, on PATH, and that the directory exists`,
-    { cause, details: { command } },
-  );
 }
 
 // ---------------------------------------------------------------------------------------------
