@@ -246,6 +246,31 @@ async function checkFiles(plans: readonly PlannedStep[], options: FlowOptions): 
   }
 }
 
+/** What Sequential and Parallel share: the steps, the options, and planning them. */
+export abstract class Flow {
+  readonly steps: readonly FlowStep[];
+  readonly options: FlowOptions;
+
+  constructor(steps: readonly FlowStep[], options: FlowOptions = {}) {
+    if (!Array.isArray(steps) || steps.length === 0) {
+      throw new TypeError("A flow needs at least one step");
+    }
+    this.steps = steps;
+    this.options = options;
+  }
+
+  /** Each step's file and configs, resolved; every file is checked before anything runs. */
+  protected async plan(): Promise<PlannedStep[]> {
+    const plans = this.steps.map((s, i) => planStep(s, i, this.options));
+    await checkFiles(plans, this.options);
+    return plans;
+  }
+
+  /** Runs the flow; failures are reported in the result, not thrown. */
+  abstract run(): Promise<FlowResult>;
+}
+
+
 /**
  * Runs steps one after another; each step's script sees the previous step's value as
  * `ctx.previous` (the list of values when that step had `configs`). The first step that fails
@@ -263,23 +288,12 @@ async function checkFiles(plans: readonly PlannedStep[], options: FlowOptions): 
  * if (!result.ok || (result.steps[1]!.value as { previous: unknown }).previous !== 9) throw new Error("unreachable");
  * ```
  */
-export class Sequential {
-  readonly steps: readonly FlowStep[];
-  readonly options: FlowOptions;
-
-  constructor(steps: readonly FlowStep[], options: FlowOptions = {}) {
-    if (!Array.isArray(steps) || steps.length === 0) {
-      throw new TypeError("A flow needs at least one step");
-    }
-    this.steps = steps;
-    this.options = options;
-  }
+export class Sequential extends Flow {
 
   /** Runs the flow; a failed step is reported in the result, not thrown. */
   async run(): Promise<FlowResult> {
     const options = this.options;
-    const plans = this.steps.map((s, i) => planStep(s, i, options));
-    await checkFiles(plans, options);
+    const plans = await this.plan();
     const group = createRunId();
     const out: StepResult[] = [];
     let previous: unknown = options.previous;
@@ -322,23 +336,12 @@ export class Sequential {
  * if (JSON.stringify(result.steps.map((s) => s.value)) !== "[[1,4],100]") throw new Error("unreachable");
  * ```
  */
-export class Parallel {
-  readonly steps: readonly FlowStep[];
-  readonly options: FlowOptions;
-
-  constructor(steps: readonly FlowStep[], options: FlowOptions = {}) {
-    if (!Array.isArray(steps) || steps.length === 0) {
-      throw new TypeError("A flow needs at least one step");
-    }
-    this.steps = steps;
-    this.options = options;
-  }
+export class Parallel extends Flow {
 
   /** Runs the flow; failed runs are reported in the result, not thrown. */
   async run(): Promise<FlowResult> {
     const options = this.options;
-    const plans = this.steps.map((s, i) => planStep(s, i, options));
-    await checkFiles(plans, options);
+    const plans = await this.plan();
     // Round robin: step 0's first config, step 1's first, ..., then every step's second, ...
     const order: { step: number; member: number }[] = [];
     const longest = Math.max(...plans.map((p) => p.configs.length));

@@ -39,6 +39,7 @@ export {
   type SweepProgress,
 } from "./engine.ts";
 export {
+  Flow,
   type FlowOptions,
   type FlowResult,
   type FlowStep,
