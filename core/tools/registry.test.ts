@@ -2,6 +2,7 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { KeelError } from "../errors.ts";
 import { createToolRegistry, type ToolContext, type ToolDefinition } from "./registry.ts";
+import { rejectsWith } from "../../tests/helpers.ts";
 
 const weather: ToolDefinition<{ city: string; units?: "c" | "f" }, { temp: number; city: string }> = {
   name: "weather",
@@ -16,15 +17,6 @@ const weather: ToolDefinition<{ city: string; units?: "c" | "f" }, { temp: numbe
   run: ({ city, units }) => ({ temp: units === "f" ? 39 : 4, city }),
 };
 
-async function rejectsWith(p: Promise<unknown>, code: KeelError["code"]): Promise<KeelError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(KeelError.is(e, code), `expected ${code}, got ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
-    return e;
-  }
-  assert.fail(`expected ${code}, but it resolved`);
-}
 
 function thrown(f: () => unknown): unknown {
   try {

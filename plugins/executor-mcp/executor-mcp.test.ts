@@ -1,10 +1,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { load as parse } from "js-yaml";
-import { createKernel, type Executor, KeelError, type Kernel, type Runtime } from "../../core/mod.ts";
+import { createKernel, type Executor, type Kernel, type Runtime } from "../../core/mod.ts";
 import { detectRuntime } from "../../runtimes/mod.ts";
 import executorMcp, {
   createMcpPlugin,
@@ -14,6 +13,7 @@ import executorMcp, {
   type McpToolInfo,
   type McpToolResult,
 } from "./mod.ts";
+import { isRunning, rejectsWith } from "../../tests/helpers.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const DENO = fileURLToPath(new URL("../../node_modules/.bin/deno", import.meta.url));
@@ -21,26 +21,7 @@ const SERVER = fileURLToPath(new URL("./fixtures/server.ts", import.meta.url));
 const GLEITZEIT = fileURLToPath(new URL("../../../shared/compat/gleitzeit/workflows/", import.meta.url));
 const FIXTURE_ARGS = ["run", "--quiet", "--allow-env", "--allow-read", `--config=${ROOT}deno.json`, SERVER];
 
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code === "EPERM";
-  }
-}
 
-async function rejectsWith(work: Promise<unknown>, code: string, pattern?: RegExp): Promise<KeelError> {
-  try {
-    await work;
-  } catch (e) {
-    assert.ok(KeelError.is(e), `expected a KeelError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (pattern) assert.match(e.message, pattern);
-    return e;
-  }
-  assert.fail(`expected ${code}, but it resolved`);
-}
 
 interface CompatTask {
   id: string;

@@ -3,13 +3,11 @@ import assert from "node:assert/strict";
 import { copyFile, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import process from "node:process";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import {
   createKernel,
   createMemoryLogger,
   type Executor,
-  KeelError,
   type Kernel,
   type Runtime,
 } from "../../core/mod.ts";
@@ -22,6 +20,7 @@ import executorPython, {
   PYTHON_RUN,
   type PythonExecuteResult,
 } from "./mod.ts";
+import { isRunning, rejectsWith } from "../../tests/helpers.ts";
 
 const fixture = (name: string): string =>
   fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
@@ -32,30 +31,7 @@ const fixture = (name: string): string =>
 const GLEITZEIT = fileURLToPath(new URL("../../../shared/compat/gleitzeit", import.meta.url));
 const DOCUMENTS = ["meeting_notes.txt", "sample_story.txt", "technical_spec.txt"];
 
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code === "EPERM";
-  }
-}
 
-async function rejectsWith(
-  work: Promise<unknown>,
-  code: string,
-  pattern?: RegExp,
-): Promise<KeelError> {
-  try {
-    await work;
-  } catch (e) {
-    assert.ok(KeelError.is(e), `expected a KeelError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (pattern) assert.match(e.message, pattern);
-    return e;
-  }
-  assert.fail(`expected ${code}, but it resolved`);
-}
 
 describe("executor-python", () => {
   let runtime: Runtime;

@@ -8,11 +8,11 @@ import {
   createKernel,
   createMemoryLogger,
   type Executor,
-  KeelError,
   type Kernel,
 } from "../../core/mod.ts";
 import { detectRuntime } from "../../runtimes/mod.ts";
 import executorScript, { createExecutorScriptPlugin, SCRIPT_PROTOCOL, SCRIPT_RUN } from "./mod.ts";
+import { rejectsWith } from "../../tests/helpers.ts";
 
 const fixture = (name: string): string =>
   fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
@@ -42,21 +42,6 @@ describe("executor-script", () => {
       signal ? { method: SCRIPT_RUN, params, signal } : { method: SCRIPT_RUN, params },
     );
 
-  async function rejectsWith(
-    work: Promise<unknown>,
-    code: string,
-    pattern?: RegExp,
-  ): Promise<KeelError> {
-    try {
-      await work;
-    } catch (e) {
-      assert.ok(KeelError.is(e), `expected a KeelError, got ${String(e)}`);
-      assert.equal(e.code, code, e.message);
-      if (pattern) assert.match(e.message, pattern);
-      return e;
-    }
-    assert.fail(`expected ${code}, but it resolved`);
-  }
 
   test("answers script/v1 and no other protocol", async () => {
     assert.equal(executor.protocol, "script/v1");

@@ -3,31 +3,12 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import process from "node:process";
-import { createKernel, type Executor, KeelError, type Kernel, type Runtime } from "../../core/mod.ts";
+import { createKernel, type Executor, type Kernel, type Runtime } from "../../core/mod.ts";
 import { detectRuntime } from "../../runtimes/mod.ts";
 import executorShell, { createShellPlugin, SHELL_EXEC, SHELL_PROTOCOL, type ShellExecResult } from "./mod.ts";
+import { isRunning, rejectsWith } from "../../tests/helpers.ts";
 
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code === "EPERM";
-  }
-}
 
-async function rejectsWith(work: Promise<unknown>, code: string, pattern?: RegExp): Promise<KeelError> {
-  try {
-    await work;
-  } catch (e) {
-    assert.ok(KeelError.is(e), `expected a KeelError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    if (pattern) assert.match(e.message, pattern);
-    return e;
-  }
-  assert.fail(`expected ${code}, but it resolved`);
-}
 
 const COMMANDS = ["echo", "sh", "cat", "sleep", "pwd", "keel-no-such-program-x"];
 

@@ -7,6 +7,7 @@ import { KeelError, type Runtime, type SqliteHandle, type Store } from "../../co
 import { testStore } from "../../core/workflow/_store-conformance.ts";
 import { createSqliteStore, openSqliteStore } from "./mod.ts";
 import { schema, SCHEMA_VERSION } from "./schema.ts";
+import { rejectsWith } from "../../tests/helpers.ts";
 
 const runtime: Runtime = await detectRuntime();
 const fs = runtime.fs!;
@@ -28,16 +29,6 @@ async function openHandle(path = freshPath()): Promise<SqliteHandle> {
   return await runtime.openSqlite!(path);
 }
 
-async function rejectsWith(promise: Promise<unknown>, code: string): Promise<KeelError> {
-  try {
-    await promise;
-  } catch (e) {
-    assert.ok(KeelError.is(e), `expected a KeelError ${code}, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    return e;
-  }
-  assert.fail(`expected ${code}, but it resolved`);
-}
 
 async function seed(store: Store, runId = "run-1"): Promise<void> {
   await store.createRun({ id: runId, name: "seed", definition: { tasks: ["a", "b", "c"] }, taskIds: ["a", "b", "c"], at: 1 });
