@@ -85,3 +85,24 @@ export function serializeWrites(write: (text: string) => Promise<unknown>): (tex
     return done.then(() => {});
   };
 }
+
+/**
+ * A value read from SQLite, as the port promises it: an integer read as a bigint becomes a number
+ * when it fits in 2^53; anything else is returned as it is.
+ */
+export function fromSqlite(value: unknown): unknown {
+  if (
+    typeof value === "bigint" && value <= BigInt(Number.MAX_SAFE_INTEGER) &&
+    value >= BigInt(Number.MIN_SAFE_INTEGER)
+  ) {
+    return Number(value);
+  }
+  return value;
+}
+
+/** A row read from SQLite as a plain object (drivers may give null-prototype rows), values as {@link fromSqlite}. */
+export function sqliteRow(row: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(row)) out[key] = fromSqlite(row[key]);
+  return out;
+}

@@ -19,6 +19,8 @@ import {
   runToCompletion,
   serializeWrites,
   spawnError,
+  fromSqlite,
+  sqliteRow,
 } from "../../core/runtime-support.ts";
 import { fromFileUrl, joinPath, resolvePath } from "../../core/path.ts";
 import type {
@@ -313,11 +315,7 @@ async function openBunSqlite(path: string): Promise<SqliteHandle> {
       db.exec(sql);
     },
     all(sql, params = []) {
-      return db.query(sql).all(...params).map((row) => {
-        const out: Record<string, unknown> = {};
-        for (const key of Object.keys(row)) out[key] = fromSqlite(row[key]);
-        return out;
-      });
+      return db.query(sql).all(...params).map(sqliteRow);
     },
     values(sql, params = []) {
       return db.query(sql).values(...params).map((row) => row.map(fromSqlite));
@@ -330,16 +328,6 @@ async function openBunSqlite(path: string): Promise<SqliteHandle> {
       db.close();
     },
   };
-}
-
-function fromSqlite(value: unknown): unknown {
-  if (
-    typeof value === "bigint" && value <= BigInt(Number.MAX_SAFE_INTEGER) &&
-    value >= BigInt(Number.MIN_SAFE_INTEGER)
-  ) {
-    return Number(value);
-  }
-  return value;
 }
 
 // ---------------------------------------------------------------------------------------------

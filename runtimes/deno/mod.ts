@@ -14,6 +14,8 @@ import {
   runToCompletion,
   serializeWrites,
   spawnError,
+  fromSqlite,
+  sqliteRow,
 } from "../../core/runtime-support.ts";
 import { resolvePath } from "../../core/path.ts";
 import type {
@@ -269,12 +271,8 @@ async function openDenoSqlite(path: string): Promise<SqliteHandle> {
       const statement = prepare(sql);
       statement.setReturnArrays(false);
       const rows = statement.all(...params) as Record<string, unknown>[];
-      return rows.map((row) => {
-        // node:sqlite rows have a null prototype; plain objects compare and print as users expect.
-        const out: Record<string, unknown> = {};
-        for (const key of Object.keys(row)) out[key] = fromSqlite(row[key]);
-        return out;
-      });
+      // node:sqlite rows have a null prototype; plain objects compare and print as users expect.
+      return rows.map(sqliteRow);
     },
     values(sql, params = []) {
       const statement = prepare(sql);
@@ -291,14 +289,4 @@ async function openDenoSqlite(path: string): Promise<SqliteHandle> {
       db.close();
     },
   };
-}
-
-function fromSqlite(value: unknown): unknown {
-  if (
-    typeof value === "bigint" && value <= BigInt(Number.MAX_SAFE_INTEGER) &&
-    value >= BigInt(Number.MIN_SAFE_INTEGER)
-  ) {
-    return Number(value);
-  }
-  return value;
 }
