@@ -179,7 +179,10 @@ export interface Runtime {
   readonly args: readonly string[];
   /** Whether a standard stream is a terminal (false where the host has no terminal). */
   isTerminal(stream: StdStream): boolean;
-  /** Writes all of `text` to stdout; resolves once the host has it, so exiting after is safe. */
+  /**
+   * Writes all of `text` to stdout; resolves once the host has it, so exiting after is safe.
+   * Concurrent calls are written whole, in call order, so awaiting the last write awaits all.
+   */
   writeStdout(text: string): Promise<void>;
   /** Writes all of `text` to stderr before returning, so log lines are never lost or reordered. */
   writeStderr(text: string): void;

@@ -442,7 +442,9 @@ export function createSweepReporter(
     onResult(result, index) {
       if (options.json) {
         const line = toJsonText(runLine(result, index));
-        stdout = stdout.then(() => runtime.writeStdout(line + "\n"));
+        // The write starts now (the port keeps call order); the chain carries any failure to finish().
+        const write = runtime.writeStdout(line + "\n");
+        stdout = stdout.then(() => write);
       }
       if (tty) return;
       // The engine reports progress before each result, so `last` already counts this run.
@@ -596,7 +598,8 @@ export async function openSession(
   const onOutput = (event: OutputEvent): void => {
     if (options.echo === "none") return;
     if (event.stream === "stdout" && options.echo === "stdout") {
-      stdoutChain = stdoutChain.then(() => runtime.writeStdout(event.text)).catch(() => {});
+      // Writes land in call order (the Runtime port's promise): the last one settles after all.
+      stdoutChain = runtime.writeStdout(event.text).catch(() => {});
     } else runtime.writeStderr(event.text);
   };
   const runOptions: RunManyOptions = {
