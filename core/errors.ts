@@ -92,6 +92,23 @@ export const ErrorCode = {
   E_TOOL_INPUT_INVALID: "A tool was called with input that does not match its input schema",
   E_TOOL_OUTPUT_INVALID: "A tool returned output that does not match its output schema",
   E_TOOL_FAILED: "A tool's run function threw",
+  E_SANDBOX_UNAVAILABLE: "No sandbox can run code on this host (add the sandbox plugin, or run where a Deno subprocess or QuickJS can start)",
+  E_SANDBOX_CODE_INVALID: "Code for the sandbox does not compile as a function",
+  E_SANDBOX_CODE_FAILED: "Code in the sandbox threw an error it did not catch",
+  E_SANDBOX_TIMEOUT: "Code in the sandbox ran past its deadline and was stopped",
+  E_SANDBOX_MEMORY: "Code in the sandbox went over its memory limit and was stopped",
+  E_SANDBOX_RESULT_INVALID: "Code in the sandbox returned a value that is not JSON data",
+  E_SANDBOX_TOOL_DENIED: "Code in the sandbox called a tool outside its allow-list",
+  E_SANDBOX_TOOL_LIMIT: "Code in the sandbox called tools more times than its limit allows",
+  E_SANDBOX_CRASHED: "A sandbox process ended unexpectedly",
+  E_SANDBOX_BUSY: "Every sandbox is busy and the queue is full; retry later",
+  E_SANDBOX_CLOSED: "The sandbox was closed",
+  E_SANDBOX_ABORTED: "The caller aborted the execution",
+  E_EXECUTOR_UNAUTHORIZED: "A request to the executor service has a missing or wrong API key",
+  E_EXECUTOR_REQUEST_INVALID: "A request to the executor service is malformed",
+  E_EXECUTOR_REQUEST_TOO_LARGE: "A request to the executor service is over its size limit",
+  E_EXECUTOR_REQUEST_TIMEOUT: "A client sent its request to the executor service too slowly",
+  E_EXECUTOR_UNREACHABLE: "The executor service could not be reached or answered with a server error",
 } as const;
 
 /** A code from {@link ErrorCode}. */

@@ -20,6 +20,7 @@ export * from "./plugin.ts";
 export * from "./runs/mod.ts";
 export * from "./runtime.ts";
 export * from "./runtime-support.ts";
+export * from "./sandbox/mod.ts";
 export * from "./services.ts";
 export * from "./supervise.ts";
 export * from "./sweep.ts";
