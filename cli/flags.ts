@@ -84,6 +84,38 @@ export const WORKFLOW_FLAGS = {
   limit: "string",
 } as const satisfies FlagSpec;
 
+/** The flags `keel exec` takes besides the common ones. */
+export const EXEC_FLAGS = {
+  tool: "string",
+  context: "string",
+  timeout: "string",
+  memory: "string",
+  backend: "string",
+  json: "boolean",
+} as const satisfies FlagSpec;
+
+/** The flags `keel executor` takes besides the common ones. */
+export const EXECUTOR_FLAGS = {
+  port: "string",
+  host: "string",
+  backend: "string",
+  "max-processes": "string",
+  "max-body": "string",
+  "max-timeout": "string",
+  "max-concurrent": "string",
+  json: "boolean",
+} as const satisfies FlagSpec;
+
+/** The flags `keel mcp` takes besides the common ones. */
+export const MCP_FLAGS = {
+  tool: "string",
+  http: "boolean",
+  port: "string",
+  host: "string",
+  backend: "string",
+  json: "boolean",
+} as const satisfies FlagSpec;
+
 /** Each command's own flags; the common ones apply to all. */
 export const COMMAND_FLAGS: Readonly<Record<string, FlagSpec>> = {
   run: RUN_FLAGS,
@@ -92,6 +124,9 @@ export const COMMAND_FLAGS: Readonly<Record<string, FlagSpec>> = {
   config: CONFIG_FLAGS,
   plugins: PLUGINS_FLAGS,
   workflow: WORKFLOW_FLAGS,
+  exec: EXEC_FLAGS,
+  executor: EXECUTOR_FLAGS,
+  mcp: MCP_FLAGS,
 };
 
 /** Every flag of every command (a first pass over the command line only finds the command). */

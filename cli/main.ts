@@ -1,7 +1,8 @@
 /**
  * The `keel` command line: `keel --version`, `keel --help`, `keel run <script>` (one run or a
  * sweep), `keel flow sequential|parallel <scripts...>`, `keel runs list|show`, `keel config
- * show|validate|check`, `keel plugins`, `keel workflow run|validate|status|list|resume`.
+ * show|validate|check`, `keel plugins`, `keel workflow run|validate|status|list|resume`, `keel exec`
+ * (code mode), `keel executor serve` and `keel mcp serve`.
  *
  * Runs on Deno (`deno task keel`, the `./keel` launcher) and on Bun (`bun cli/main.ts`); the
  * runtime adapter is picked with `detectRuntime()`. Exit codes: 0 ok, 1 an error (a KeelError
@@ -31,6 +32,9 @@ type RunsModule = typeof import("./commands/runs.ts");
 type ConfigModule = typeof import("./commands/config.ts");
 type PluginsModule = typeof import("./commands/plugins.ts");
 type WorkflowModule = typeof import("./commands/workflow.ts");
+type ExecModule = typeof import("./commands/exec.ts");
+type ExecutorModule = typeof import("./commands/executor.ts");
+type McpModule = typeof import("./commands/mcp.ts");
 
 /**
  * Imports a module of the CLI when it is first needed. The specifier is computed on purpose:
@@ -51,6 +55,9 @@ const COMMANDS: Readonly<Record<string, () => Promise<CliCommand>>> = {
   config: async () => (await load<ConfigModule>("./commands/config.ts")).createConfigCommand(),
   plugins: async () => (await load<PluginsModule>("./commands/plugins.ts")).PLUGINS_COMMAND,
   workflow: async () => (await load<WorkflowModule>("./commands/workflow.ts")).WORKFLOW_COMMAND,
+  exec: async () => (await load<ExecModule>("./commands/exec.ts")).EXEC_COMMAND,
+  executor: async () => (await load<ExecutorModule>("./commands/executor.ts")).EXECUTOR_COMMAND,
+  mcp: async () => (await load<McpModule>("./commands/mcp.ts")).MCP_COMMAND,
 };
 
 function usage(message: string): KeelError {

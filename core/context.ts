@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { ToolRegistry } from "./tools/registry.ts";
 import {
   type Capability,
   formatCapability,
@@ -30,6 +31,8 @@ export interface PluginContextOptions {
   readonly services?: ServiceTable;
   /** The fetch to guard; default `globalThis.fetch`. */
   readonly fetch?: typeof fetch;
+  /** The kernel's tools; absent for isolated plugins. */
+  readonly tools?: ToolRegistry;
 }
 
 const MAX_REDIRECTS = 20;
@@ -183,6 +186,11 @@ export async function createPluginContext(options: PluginContextOptions): Promis
     }
   }
 
+  /** `deno` is Keel's own Deno, wherever it is installed. */
+  function program(command: string): string {
+    return command === "deno" && runtime?.denoPath ? runtime.denoPath() : command;
+  }
+
   function checkRun(command: string): void {
     if (!runtime?.processes) throw unsupported("processes", runtime);
     need(`run "${command}"`, { kind: "run", scope: command });
@@ -204,7 +212,7 @@ export async function createPluginContext(options: PluginContextOptions): Promis
     }),
     spawn(command: string, opts?: Parameters<PluginContext["spawn"]>[1]) {
       checkRun(command);
-      return runtime!.processes!.spawn(command, opts);
+      return runtime!.processes!.spawn(program(command), opts);
     },
     run(command: string, opts?: Parameters<PluginContext["run"]>[1]) {
       try {
@@ -212,7 +220,11 @@ export async function createPluginContext(options: PluginContextOptions): Promis
       } catch (e) {
         return Promise.reject(e);
       }
-      return runtime!.processes!.run(command, opts);
+      return runtime!.processes!.run(program(command), opts);
+    },
+    get tools(): ToolRegistry {
+      if (!options.tools) throw new KeelError("E_RUNTIME_UNSUPPORTED", `Plugin "${name}" runs isolated and cannot register tools with the kernel`);
+      return options.tools;
     },
     gpu(): GPU {
       need("use the GPU", { kind: "gpu" });

@@ -31,6 +31,8 @@ import {
 } from "./plugin.ts";
 import type { Runtime } from "./runtime.ts";
 import { type Services, ServiceTable } from "./services.ts";
+import { type CodeExecutor, createCodeExecutor, type ExecuteOptions, type ExecuteResult, sandboxService } from "./sandbox/sandbox.ts";
+import { createToolRegistry, type ToolRegistry } from "./tools/registry.ts";
 import { createWorkflowEngine, type WorkflowEngine } from "./workflow/engine.ts";
 import { createMemoryStore } from "./workflow/memory-store.ts";
 import type { Store } from "./workflow/store.ts";
@@ -94,6 +96,19 @@ export interface Kernel extends AsyncDisposable {
    * `kernel.workflows.run(definition)`, `.status(id)`, `.resume(id)`, `.list()`.
    */
   readonly workflows: WorkflowEngine;
+  /**
+   * Tools for code mode: `kernel.tools.register({ name, description, inputSchema, outputSchema, run })`.
+   * Plugins register theirs through `ctx.tools`.
+   */
+  readonly tools: ToolRegistry;
+  /**
+   * Runs untrusted code in the sandbox a plugin provides (the `sandbox` plugin), with the kernel's
+   * tools as its only way out: `await kernel.execute("await tools.add({ a: 1, b: 2 })", { tools: ["add"] })`.
+   * What the code does (throws, times out, runs out of memory) comes back in the result's `error`.
+   * @throws {KeelError} `E_SANDBOX_UNAVAILABLE` when no plugin provides a sandbox,
+   * `E_TOOL_UNKNOWN` for an allow-list naming an unknown tool.
+   */
+  execute(code: string, options?: ExecuteOptions): Promise<ExecuteResult>;
   /** Calls a hook the way its kind says (first / sequential / parallel). */
   callHook<K extends HookName>(name: K, ...args: HookArgs<K>): Promise<HookResult<K>>;
   /**
@@ -271,6 +286,8 @@ export async function createKernel(options: KernelOptions = {}): Promise<Kernel>
   const ordered = orderPlugins(allowed);
 
   const services = new ServiceTable();
+  const tools = createToolRegistry();
+  let codeExecutor: CodeExecutor | undefined;
   const setUp: { plugin: string; hooks: Hooks; close?: () => Promise<void> }[] = [];
   const infos: PluginInfo[] = [];
 
@@ -311,7 +328,7 @@ export async function createKernel(options: KernelOptions = {}): Promise<Kernel>
         setUp.push({ plugin: name, hooks: hooks as Hooks, close: () => handle.close() });
         infos.push(info(c, "loaded", [], handle.hooks));
       } else {
-        const ctx = await createPluginContext({ name, grant, logger: log, runtime, services });
+        const ctx = await createPluginContext({ name, grant, logger: log, runtime, services, tools });
         const hooks = validateHooks(name, await c.entry.setup(ctx));
         setUp.push({ plugin: name, hooks });
         infos.push(info(c, "loaded", [], Object.keys(hooks).filter((k) => hooks[k as HookName] !== undefined) as HookName[]));
@@ -348,6 +365,20 @@ export async function createKernel(options: KernelOptions = {}): Promise<Kernel>
     plugins: Object.freeze([...infos, ...deniedInfos]),
     services,
     workflows,
+    tools,
+    execute(code, executeOptions) {
+      if (disposed) return Promise.reject(new KeelError("E_KERNEL_DISPOSED", "The kernel was disposed; create a new one with createKernel()"));
+      if (!services.has(sandboxService)) {
+        return Promise.reject(
+          new KeelError(
+            "E_SANDBOX_UNAVAILABLE",
+            'No plugin provides a sandbox; add the sandbox plugin (plugins/sandbox, granted "run:deno", or createSandboxPlugin({ backend: "quickjs" }) on an edge host)',
+          ),
+        );
+      }
+      codeExecutor ??= createCodeExecutor({ tools, backend: services.get(sandboxService) });
+      return codeExecutor.execute(code, executeOptions);
+    },
     callHook(name, ...args) {
       if (disposed) return Promise.reject(new KeelError("E_KERNEL_DISPOSED", "The kernel was disposed; create a new one with createKernel()"));
       if (name === "dispose") return Promise.reject(new TypeError('Call kernel.dispose() instead of the "dispose" hook'));

@@ -3,6 +3,7 @@
  * @module
  */
 
+import type { ToolRegistry } from "./tools/registry.ts";
 import type { Grant } from "./capabilities.ts";
 import type { Executor } from "./executor.ts";
 import type { Logger } from "./logger.ts";
@@ -97,10 +98,18 @@ export interface PluginContext {
   fetch(input: string | URL | Request, init?: RequestInit): Promise<Response>;
   readonly fs: PluginFs;
   readonly env: { get(name: string): string | undefined };
-  /** Starts a granted command (`run:<command>`). */
+  /**
+   * Starts a granted command (`run:<command>`). The command `"deno"` is Keel's own Deno binary
+   * (the runtime's `denoPath`), granted as `run:deno`.
+   */
   spawn(command: string, options?: SpawnOptions): ChildProcess;
   /** Runs a granted command to completion. */
   run(command: string, options?: Omit<SpawnOptions, "stdout" | "stderr">): Promise<ProcessOutput>;
+  /**
+   * The kernel's tools, which code mode (`kernel.execute`) offers to sandboxed code; a plugin
+   * registers its own here. Isolated plugins have none (`E_RUNTIME_UNSUPPORTED`).
+   */
+  readonly tools: ToolRegistry;
   /** WebGPU (`gpu`), or `E_RUNTIME_UNSUPPORTED` where the host has none. */
   gpu(): GPU;
   /**

@@ -5,7 +5,10 @@
  * 3. load a plugin isolated in its own Deno subprocess and call its hook;
  * 4. run a script through `script/v1`, with the run hooks around it;
  * 5. sweep the same script over three configs, two at a time, in Web Workers;
- * 6. shut everything down.
+ * 6. run a workflow;
+ * 7. code mode: run model-written code in a no-permission sandbox whose only way out is the
+ *    kernel's tools, and watch it refuse a file read and stop an endless loop;
+ * 8. shut everything down.
  * @module
  */
 
@@ -14,6 +17,7 @@ import { createConsola } from "consola";
 import {
   createKernel,
   fromFileUrl,
+  generateDeclarations,
   grid,
   joinPath,
   KeelError,
@@ -26,6 +30,8 @@ import {
 import { detectRuntime } from "../runtimes/mod.ts";
 import executorScript from "../plugins/executor-script/mod.ts";
 import executorMcp from "../plugins/executor-mcp/mod.ts";
+import sandbox from "../plugins/sandbox/mod.ts";
+import { add, weather, whoami } from "./code-mode/tools.ts";
 import helloPlugin, { HelloService } from "./hello/hello-plugin.ts";
 import netPlugin from "./hello/net-plugin.ts";
 
@@ -62,7 +68,12 @@ async function tour(): Promise<void> {
   consola.box(`Keel tour on ${runtime.name} ${runtime.version}`);
 
   consola.start("1. Boot a kernel with executor-script, executor-mcp and the hello plugin (in-process)");
-  const kernel = await createKernel({ runtime, logger, plugins: [executorScript, executorMcp, helloPlugin] });
+  const kernel = await createKernel({
+    runtime,
+    logger,
+    plugins: [executorScript, executorMcp, helloPlugin, sandbox],
+    grants: { sandbox: ["run:deno"] }, // the sandbox starts Keel's Deno, with no permissions
+  });
   listPlugins(kernel);
 
   consola.start('2. Load a plugin that asks for "net:api.example.com:443", without granting it');
@@ -158,12 +169,45 @@ async function tour(): Promise<void> {
     }
     const summary = await handle.done;
     consola.success(`Workflow ${summary.status}: ${JSON.stringify(summary.results.both)}`);
+
+    consola.start("7. Code mode: model-written code whose only way out is the kernel's tools");
+    kernel.tools.register(weather);
+    kernel.tools.register(add);
+    kernel.tools.register(whoami);
+    const declarations = generateDeclarations(kernel.tools).trimEnd().split("\n");
+    consola.info("A model is prompted with TypeScript declarations of the tools:");
+    consola.log(declarations.map((line) => `    ${line}`).join("\n"));
+    const fence = "`".repeat(3);
+    const modelWrote = [
+      `${fence}js`,
+      'const cities = ["Oslo", "Lisbon", "Tokyo"];',
+      "const reports = await Promise.all(cities.map((city) => tools.weather({ city })));",
+      "const total = await tools.add({ numbers: reports.map((r) => r.temperature) });",
+      'console.log(`checked ${reports.length} cities`);',
+      "return { user: (await tools.whoami({})).userId, warmest: reports.reduce((a, b) => (b.temperature > a.temperature ? b : a)).city, mean: total / reports.length };",
+      fence,
+    ].join("\n");
+    const planned = await kernel.execute(modelWrote, { context: { userId: "ada" } });
+    consola.success(
+      `Result: ${JSON.stringify(planned.result)} (${planned.toolCalls} tool calls, logs ${JSON.stringify(planned.logs)}, ${planned.sandbox}, ${planned.durationMs.toFixed(1)} ms)`,
+    );
+    const attacks = [
+      ["reads a file", "return await Deno.readTextFile('/etc/passwd')", {}],
+      ["calls a tool outside its allow-list", "return await tools.whoami({})", { tools: ["add"] }],
+      ["loops forever", "while (true) {}", { timeoutMs: 300 }],
+    ] as const;
+    for (const [what, code, options] of attacks) {
+      const out = await kernel.execute(code, options);
+      consola.warn(`Code that ${what}: ${out.error?.code ?? "RAN (unexpected)"}: ${out.error?.message.split("\n")[0] ?? ""}`);
+    }
+    const after = await kernel.execute("await tools.add({ numbers: [40, 2] })");
+    consola.success(`The next execution runs as before: ${JSON.stringify(after.result)}`);
   } finally {
-    consola.start("7. Dispose");
+    consola.start("8. Dispose");
     await kernel.dispose();
   }
   consola.success(
-    "Done. Next: ./keel --help, ./keel run examples/hello/hello.ts --set name=Ada, ./keel workflow run examples/workflows/numbers.yaml",
+    "Done. Next: ./keel --help, ./keel run examples/hello/hello.ts --set name=Ada, ./keel workflow run examples/workflows/numbers.yaml, ./keel exec examples/code-mode/plan.js --tool examples/code-mode/tools.ts",
   );
 }
 
