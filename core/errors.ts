@@ -109,6 +109,19 @@ export const ErrorCode = {
   E_EXECUTOR_REQUEST_TOO_LARGE: "A request to the executor service is over its size limit",
   E_EXECUTOR_REQUEST_TIMEOUT: "A client sent its request to the executor service too slowly",
   E_EXECUTOR_UNREACHABLE: "The executor service could not be reached or answered with a server error",
+  // The registry (issue 6)
+  E_REGISTRY_TARBALL_INVALID: "A package tarball is not a safe, well-formed .tgz (bad gzip or tar, a path leaving the package, a link, or over a size limit)",
+  E_REGISTRY_MANIFEST_INVALID: "A package's package.json or its keel field is invalid, or disagrees with the publish request",
+  E_REGISTRY_VERSION_EXISTS: "A name@version was published before; versions are immutable",
+  E_REGISTRY_NOT_FOUND: "No package or version has that name in the registry",
+  E_REGISTRY_UNAUTHORIZED: "A registry request has a missing, wrong or expired token",
+  E_REGISTRY_FORBIDDEN: "A registry token's scope does not allow this request",
+  E_REGISTRY_REQUEST_INVALID: "A registry request is malformed",
+  E_REGISTRY_TOO_LARGE: "A registry request is over its size limit",
+  E_REGISTRY_RATE_LIMITED: "Too many registry requests of one kind; retry later",
+  E_REGISTRY_INTEGRITY: "A downloaded tarball does not match its integrity hash",
+  E_REGISTRY_SIGNATURE: "A package version's registry signature is missing or does not verify",
+  E_REGISTRY_UNREACHABLE: "The registry could not be reached or answered with a server error",
 } as const;
 
 /** A code from {@link ErrorCode}. */
