@@ -124,6 +124,17 @@ export function testSandbox(name: string, create: () => SandboxBackend | Promise
       assert.deepEqual(ok(out), ["E_TOOL_INPUT_INVALID", "E_TOOL_FAILED", "E_SANDBOX_TOOL_DENIED", "E_SANDBOX_TOOL_DENIED"]);
     });
 
+    test("tool input that is not JSON data is a catchable E_TOOL_INPUT_INVALID and never reaches the tool", async () => {
+      const out = await run(
+        "const cyclic = { a: 1, b: 2 }; cyclic.self = cyclic;\nconst seen = [];\nfor (const input of [cyclic, { a: 1n, b: 2 }]) {\n  try { await tools.add(input); seen.push('no error'); } catch (e) { seen.push(e.code); }\n}\nreturn seen",
+      );
+      assert.deepEqual(ok(out), ["E_TOOL_INPUT_INVALID", "E_TOOL_INPUT_INVALID"]);
+      assert.equal(out.toolCalls, 0);
+      const uncaught = await run("const i = { a: 1, b: 2 }; i.self = i; return await tools.add(i)");
+      assert.match(failed(uncaught, "E_TOOL_INPUT_INVALID"), /"add" is not JSON data/);
+      assert.equal(uncaught.toolCalls, 0);
+    });
+
     test("an uncaught tool error fails the run with the tool's code", async () => {
       const message = failed(await run("await tools.add({ a: 1 })"), "E_TOOL_INPUT_INVALID");
       assert.match(message, /"b"/);
@@ -156,6 +167,27 @@ export function testSandbox(name: string, create: () => SandboxBackend | Promise
 
     test("a result that is not JSON data is E_SANDBOX_RESULT_INVALID", async () => {
       for (const code of ["return () => 1", "return 10n", "const a = {}; a.self = a; return a", "return new Map()", "return { n: NaN }", "return Symbol('s')"]) {
+        failed(await run(code), "E_SANDBOX_RESULT_INVALID");
+      }
+    });
+
+    test("a result follows JSON: undefined is dropped from objects and null in arrays, symbol keys are skipped", async () => {
+      assert.deepEqual(ok(await run("return { a: undefined, b: [undefined, 1], c: [, 2], [Symbol('s')]: 3 }")), { b: [null, 1], c: [null, 2] });
+      assert.deepEqual(ok(await run("return [undefined]")), [null]);
+    });
+
+    test("a result that is data only through a getter, a class or a proxy is E_SANDBOX_RESULT_INVALID, naming where", async () => {
+      const getter = "Object.defineProperty({}, 'at', { get() { return 1; }, enumerable: true })";
+      assert.match(failed(await run(`return { rows: [1, { when: ${getter} }] }`), "E_SANDBOX_RESULT_INVALID"), /result\.rows\[1\]\.when\.at is a getter/);
+      assert.match(failed(await run("return [Object.defineProperty([], 0, { get() { return 1; }, enumerable: true })]"), "E_SANDBOX_RESULT_INVALID"), /result\[0\]\[0\] is a getter/);
+      assert.match(failed(await run("return { p: new (class Point { x = 1 })() }"), "E_SANDBOX_RESULT_INVALID"), /result\.p is a Point/);
+      for (
+        const code of [
+          "return new Proxy({}, { getPrototypeOf() { return Object.prototype; }, ownKeys() { throw new Error('trap'); } })",
+          "return new Proxy({ x: 1 }, { getOwnPropertyDescriptor() { throw new Error('trap'); } })",
+          "return { toJSON() { return 1; } }",
+        ]
+      ) {
         failed(await run(code), "E_SANDBOX_RESULT_INVALID");
       }
     });

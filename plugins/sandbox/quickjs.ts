@@ -544,12 +544,12 @@ export function createQuickJsSandbox(options: QuickJsSandboxOptions = {}): Quick
           throw closedError();
       }
     };
-    // The host's stack ran out inside QuickJS before QuickJS's own limit did (see MAX_STACK_BYTES),
-    // so the code could not catch it; what it sees inside is QuickJS's catchable "stack overflow".
+    // The host's stack ran out inside QuickJS before QuickJS's own limit did (see the module docs),
+    // so the code could not catch it; usually QuickJS's catchable "stack overflow" comes first.
     const hostStackError = (): SandboxError => ({
       code: "E_SANDBOX_CODE_FAILED",
       name: "RangeError",
-      message: "The code recursed too deeply and ran out of stack; recurse less deeply or use a loop",
+      message: "The code ran out of stack (recursion, or data nested thousands of levels deep); recurse less deeply or flatten the data",
     });
     const memoryError = (): SandboxError => ({
       code: "E_SANDBOX_MEMORY",
