@@ -44,6 +44,8 @@ export interface RuntimeFs {
   mkdir(path: string): Promise<void>;
   /** Removes a file or a directory tree; no error when it does not exist. */
   remove(path: string): Promise<void>;
+  /** Moves a file over `to` in one step (replacing it), so readers see the old or the new file, never half. */
+  rename(from: string, to: string): Promise<void>;
   /** Follows symlinks. */
   stat(path: string): Promise<FileInfo>;
   /** Does not follow a final symlink. */

@@ -371,6 +371,17 @@ function describeFs(runtime: Runtime, fs: RuntimeFs, root: () => string): void {
       await fs.remove(tree);
     });
 
+    test("rename moves a file, replacing the target; a missing source is E_RUNTIME_NOT_FOUND", async () => {
+      const from = joinPath(dir, "rename-from.txt");
+      const to = joinPath(dir, "rename-to.txt");
+      await fs.writeTextFile(from, "new");
+      await fs.writeTextFile(to, "old");
+      await fs.rename(from, to);
+      assert.equal(await fs.exists(from), false);
+      assert.equal(await fs.readTextFile(to), "new");
+      await assert.rejects(fs.rename(from, to), (e: unknown) => KeelError.is(e, "E_RUNTIME_NOT_FOUND"));
+    });
+
     test("stat describes files and directories", async () => {
       const file = joinPath(dir, "stat.txt");
       await fs.writeTextFile(file, "12345");

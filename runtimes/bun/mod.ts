@@ -163,6 +163,7 @@ const bunFs: RuntimeFs = {
       await (await nodeFs()).mkdir(path, { recursive: true });
     }),
   remove: async (path) => (await nodeFs()).rm(path, { recursive: true, force: true }),
+  rename: (from, to) => mapFsError(from, async () => (await nodeFs()).rename(from, to)),
   stat: (path) => mapFsError(path, async () => toFileInfo(await (await nodeFs()).stat(path))),
   lstat: (path) => mapFsError(path, async () => toFileInfo(await (await nodeFs()).lstat(path))),
   realPath: (path) => mapFsError(path, async () => (await nodeFs()).realpath(path)),

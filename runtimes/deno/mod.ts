@@ -122,6 +122,7 @@ const denoFs: RuntimeFs = {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
     }
   },
+  rename: (from, to) => mapFsError(from, () => Deno.rename(from, to)),
   stat: (path) => mapFsError(path, async () => toFileInfo(await Deno.stat(path))),
   lstat: (path) => mapFsError(path, async () => toFileInfo(await Deno.lstat(path))),
   realPath: (path) => mapFsError(path, () => Deno.realPath(path)),
