@@ -20,6 +20,7 @@ import { createSandbox } from "../../plugins/sandbox/mod.ts";
 import { createExecutorApp, EXECUTOR_LIMITS, type ExecutorLimits, MIN_API_KEY_LENGTH } from "../../plugins/sandbox/server.ts";
 import type { CliCommand, CliEnv } from "../env.ts";
 import { allValues, integerFlag, lastValue } from "../flags.ts";
+import { untilSignal } from "./signals.ts";
 
 /** The environment variable that holds the API key(s). */
 export const API_KEY_ENV = "KEEL_EXECUTOR_API_KEY";
@@ -115,18 +116,6 @@ function limitsFromFlags(env: CliEnv): Partial<ExecutorLimits> {
     ...(maxTimeoutMs === undefined ? {} : { maxTimeoutMs }),
     ...(maxConcurrent === undefined ? {} : { maxConcurrent }),
   };
-}
-
-/** Resolves with the first SIGINT or SIGTERM (never, where the host has no signals). */
-function untilSignal(runtime: Runtime): { done: Promise<string>; stop: () => void } {
-  const stops: (() => void)[] = [];
-  const done = new Promise<string>((resolve) => {
-    for (const sig of ["SIGINT", "SIGTERM"] as const) {
-      const stop = runtime.onSignal?.(sig, () => resolve(sig));
-      if (stop) stops.push(stop);
-    }
-  });
-  return { done, stop: () => stops.forEach((s) => s()) };
 }
 
 async function serve(env: CliEnv): Promise<void> {

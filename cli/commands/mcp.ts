@@ -17,6 +17,7 @@ import type { CliCommand, CliEnv } from "../env.ts";
 import { integerFlag, lastValue } from "../flags.ts";
 import { backendFlag, CODE_MODE_ARGS, executorFromFlags, loadTools, refusePluginFlags } from "./exec.ts";
 import { PACKAGE_VERSION } from "../version.ts";
+import { untilSignal } from "./signals.ts";
 
 const ACTIONS = ["serve"] as const;
 const LOOPBACK_NAMES = ["127.0.0.1", "localhost", "::1", "[::1]"];
@@ -34,18 +35,6 @@ const MCP_ARGS = {
 
 function usage(message: string): KeelError {
   return new KeelError("E_CLI_USAGE", message);
-}
-
-/** Resolves on the first SIGINT or SIGTERM (or never, where the host has no signals). */
-function untilSignal(runtime: Runtime): { done: Promise<string>; stop: () => void } {
-  const stops: (() => void)[] = [];
-  const done = new Promise<string>((resolve) => {
-    for (const sig of ["SIGINT", "SIGTERM"] as const) {
-      const stop = runtime.onSignal?.(sig, () => resolve(sig));
-      if (stop) stops.push(stop);
-    }
-  });
-  return { done, stop: () => stops.forEach((s) => s()) };
 }
 
 async function serveStdio(env: CliEnv, options: McpCodeServerOptions): Promise<void> {
