@@ -116,6 +116,21 @@ export const MCP_FLAGS = {
   json: "boolean",
 } as const satisfies FlagSpec;
 
+/** The flags `keel registry` takes besides the common ones. */
+export const REGISTRY_FLAGS = {
+  port: "string",
+  host: "string",
+  dir: "string",
+  "public-url": "string",
+  signup: "string",
+  "require-keel": "boolean",
+  user: "string",
+  scope: "string",
+  "package-scope": "string",
+  expires: "string",
+  json: "boolean",
+} as const satisfies FlagSpec;
+
 /** Each command's own flags; the common ones apply to all. */
 export const COMMAND_FLAGS: Readonly<Record<string, FlagSpec>> = {
   run: RUN_FLAGS,
@@ -127,6 +142,7 @@ export const COMMAND_FLAGS: Readonly<Record<string, FlagSpec>> = {
   exec: EXEC_FLAGS,
   executor: EXECUTOR_FLAGS,
   mcp: MCP_FLAGS,
+  registry: REGISTRY_FLAGS,
 };
 
 /** Every flag of every command (a first pass over the command line only finds the command). */

@@ -2,7 +2,7 @@
  * The `keel` command line: `keel --version`, `keel --help`, `keel run <script>` (one run or a
  * sweep), `keel flow sequential|parallel <scripts...>`, `keel runs list|show`, `keel config
  * show|validate|check`, `keel plugins`, `keel workflow run|validate|status|list|resume`, `keel exec`
- * (code mode), `keel executor serve` and `keel mcp serve`.
+ * (code mode), `keel executor serve`, `keel mcp serve` and `keel registry serve|token`.
  *
  * Runs on Deno (`deno task keel`, the `./keel` launcher) and on Bun (`bun cli/main.ts`); the
  * runtime adapter is picked with `detectRuntime()`. Exit codes: 0 ok, 1 an error (a KeelError
@@ -35,6 +35,7 @@ type WorkflowModule = typeof import("./commands/workflow.ts");
 type ExecModule = typeof import("./commands/exec.ts");
 type ExecutorModule = typeof import("./commands/executor.ts");
 type McpModule = typeof import("./commands/mcp.ts");
+type RegistryModule = typeof import("./commands/registry.ts");
 
 /**
  * Imports a module of the CLI when it is first needed. The specifier is computed on purpose:
@@ -58,6 +59,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<CliCommand>>> = {
   exec: async () => (await load<ExecModule>("./commands/exec.ts")).EXEC_COMMAND,
   executor: async () => (await load<ExecutorModule>("./commands/executor.ts")).EXECUTOR_COMMAND,
   mcp: async () => (await load<McpModule>("./commands/mcp.ts")).MCP_COMMAND,
+  registry: async () => (await load<RegistryModule>("./commands/registry.ts")).REGISTRY_COMMAND,
 };
 
 function usage(message: string): KeelError {

@@ -120,6 +120,26 @@ describe("import boundaries", () => {
     assert.deepEqual(problems, []);
   });
 
+  test("registry/ imports only core/ and itself, and names no runtime global (it runs on Deno, Bun and edge hosts)", async () => {
+    const problems: string[] = [];
+    for (const file of await sources("registry")) {
+      if (/\.test\.ts$|conformance\.ts$/.test(file)) continue; // test code
+      const text = await read(file);
+      for (const spec of specifiers(text)) {
+        if (spec.startsWith("node:")) problems.push(`${file} -> ${spec}`);
+        if (!spec.startsWith(".")) continue;
+        const target = resolveSpecifier(file, spec);
+        if (!target.startsWith("core/") && !target.startsWith("registry/")) problems.push(`${file} -> ${spec}`);
+      }
+      for (const line of text.split("\n")) {
+        const code = line.replace(/\/\/.*$/, "");
+        if (/^\s*\*/.test(line)) continue;
+        if (/\b(?:Deno|Bun|process)\.[a-z]/.test(code)) problems.push(`${file}: ${line.trim()}`);
+      }
+    }
+    assert.deepEqual(problems, []);
+  });
+
   test("nothing imports cli/, and runtimes/ import only core/", async () => {
     const problems: string[] = [];
     for (const dir of ["core", "runtimes", "plugins", "examples", "registry", "tests", "bench"]) {

@@ -1,0 +1,120 @@
+/**
+ * Keel's package registry: an npm-protocol registry (so `npm`, `bun` and `deno` install from it
+ * unchanged) for Keel plugins, which are npm packages with a `keel` field.
+ *
+ * - {@link openRegistry} opens the embedded setup in one folder: `registry.db` (SQLite, WAL),
+ *   `tarballs/` (a folder blob store) and `signing-key.json` (the ECDSA P-256 key that signs
+ *   every version, made on first start), and returns the Hono app to serve.
+ * - {@link createRegistryApp} builds the app from parts: any {@link RegistryDb}, any
+ *   {@link BlobStore}, any signing keys. The storage is SQLite today; the schema and the
+ *   `RegistryDb` interface are kept so that a Postgres database and S3-compatible blob storage
+ *   can replace them (neither is written yet).
+ *
+ * Protocol coverage, the yank and unpublish rules, and the error format are described in
+ * `app.ts`.
+ * @module
+ */
+
+import { KeelError } from "../core/errors.ts";
+import type { Logger } from "../core/logger.ts";
+import type { Runtime } from "../core/runtime.ts";
+import { createRegistryApp, type RegistryApp, type RegistryAppOptions } from "./app.ts";
+import { type BlobStore, createFolderBlobStore } from "./blobs.ts";
+import { openRegistryDb, type RegistryDb } from "./db.ts";
+import { generateSigningKey, importSigningKey, type SigningKey } from "./signing.ts";
+
+export { effectiveTags, REGISTRY_LIMITS, tarballPath } from "./app.ts";
+export type { RegistryApp, RegistryAppOptions, RegistryLimits } from "./app.ts";
+export { createRegistryApp };
+export { compareVersions, createRegistryDb, openRegistryDb, TOKEN_SCOPES } from "./db.ts";
+export type { Actor, PackageRecord, PackageSnapshot, RegistryDb, SearchQuery, TokenRecord, TokenScope, UserRecord, VersionRecord } from "./db.ts";
+export { hashPassword, hashToken, issueToken, verifyPassword } from "./_auth.ts";
+export type { IssueTokenOptions } from "./_auth.ts";
+export { type KeelField, validateKeelField } from "./keel-field.ts";
+export { confusableKey, nameProblem } from "./_names.ts";
+export { type BlobStore, createFolderBlobStore, createMemoryBlobStore } from "./blobs.ts";
+export { generateSigningKey, importSigningKey, keysDocument, type SigningKey, signVersion, verifyVersionSignature } from "./signing.ts";
+export { integrityOf, packTarball, readPackageTarball } from "./tarball.ts";
+
+/** Options for {@link openRegistry}. */
+export interface OpenRegistryOptions extends Omit<RegistryAppOptions, "db" | "blobs" | "signingKeys" | "baseUrl"> {
+  readonly runtime: Runtime;
+  /** The registry's folder; created when missing. */
+  readonly dir: string;
+  /** The public URL clients use; tarball URLs are built from it. */
+  readonly baseUrl: string;
+  readonly logger?: Logger;
+}
+
+/** An open registry: the app to serve and what it runs on. */
+export interface OpenRegistry {
+  readonly app: RegistryApp;
+  readonly db: RegistryDb;
+  readonly blobs: BlobStore;
+  readonly signingKeys: readonly SigningKey[];
+  /** The absolute folder. */
+  readonly dir: string;
+  /** Closes the database (stop the server first). */
+  close(): Promise<void>;
+}
+
+/** The file under the registry folder that holds the private signing keys (JWK). */
+export const SIGNING_KEY_FILE = "signing-key.json";
+
+/**
+ * Loads the signing keys of a registry folder, making one on first start. The file holds
+ * `{ "keys": [<private JWK>, ...] }`; the first key signs, all are published, so a key can be
+ * rotated by putting a new one first. Keep the file secret: anyone holding it can sign as the
+ * registry. The Runtime port cannot set file modes yet, so restrict it yourself
+ * (`chmod 600`) on a shared machine.
+ * @throws {KeelError} `E_STORE_CORRUPT` when the file exists but holds no valid key.
+ */
+export async function loadSigningKeys(runtime: Runtime, dir: string): Promise<SigningKey[]> {
+  const fs = runtime.fs;
+  if (fs === undefined) throw new KeelError("E_RUNTIME_UNSUPPORTED", `The ${runtime.name} runtime has no file access for the registry's signing key`);
+  const path = `${dir}/${SIGNING_KEY_FILE}`;
+  if (!(await fs.exists(path))) {
+    const { key, privateJwk } = await generateSigningKey();
+    await fs.mkdir(dir);
+    await fs.writeTextFile(path, JSON.stringify({ keys: [privateJwk] }, null, 2) + "\n");
+    return [key];
+  }
+  const damaged = (why: string, cause?: unknown) =>
+    new KeelError("E_STORE_CORRUPT", `The registry's signing key file "${path}" ${why}: restore it from a backup (or move it aside to make a new key: versions signed by the old one then no longer verify)`, cause === undefined ? {} : { cause });
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await fs.readTextFile(path));
+  } catch (e) {
+    throw damaged("is not JSON", e);
+  }
+  const list = typeof parsed === "object" && parsed !== null ? (parsed as { keys?: unknown }).keys : undefined;
+  if (!Array.isArray(list) || list.length === 0) throw damaged('has no "keys"');
+  try {
+    return await Promise.all(list.map((jwk) => importSigningKey(jwk as JsonWebKey)));
+  } catch (e) {
+    throw damaged("holds a key that is not an EC P-256 private key", e);
+  }
+}
+
+/**
+ * Opens the registry kept in `dir` (creating it on first start): `registry.db`, `tarballs/`
+ * and `signing-key.json`.
+ * @throws {KeelError} `E_RUNTIME_UNSUPPORTED` without SQLite or files; `E_STORE_*` for a
+ * database or key file that cannot be used.
+ */
+export async function openRegistry(options: OpenRegistryOptions): Promise<OpenRegistry> {
+  const { runtime, dir: given, baseUrl, ...appOptions } = options;
+  const dir = runtime.resolvePath(given);
+  if (runtime.fs === undefined) throw new KeelError("E_RUNTIME_UNSUPPORTED", `The ${runtime.name} runtime has no file access for a registry folder`);
+  await runtime.fs.mkdir(`${dir}/tarballs`);
+  const signingKeys = await loadSigningKeys(runtime, dir);
+  const db = await openRegistryDb(runtime, `${dir}/registry.db`);
+  const blobs = createFolderBlobStore({ runtime, dir: `${dir}/tarballs` });
+  try {
+    const app = createRegistryApp({ ...appOptions, db, blobs, signingKeys, baseUrl });
+    return { app, db, blobs, signingKeys, dir, close: () => db.close() };
+  } catch (e) {
+    await db.close();
+    throw e;
+  }
+}
