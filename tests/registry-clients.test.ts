@@ -73,7 +73,11 @@ function clientEnv(extra: Record<string, string> = {}): Record<string, string> {
 }
 
 async function run(command: string, args: readonly string[], cwd: string, env: Record<string, string> = {}): Promise<ProcessOutput> {
-  return await runtime.processes!.run(command, { args: [...args], cwd, env: clientEnv(env), stdin: "null" });
+  // The caller's environment minus its npm settings: `npm test` exports its own config as
+  // npm_config_* variables (this machine's omits `resolved` from lockfiles, say), and those would
+  // outrank the client's .npmrc.
+  const inherited = Object.fromEntries(Object.entries(runtime.env.toObject()).filter(([k]) => !/^npm_/i.test(k)));
+  return await runtime.processes!.run(command, { args: [...args], cwd, env: { ...inherited, ...clientEnv(env) }, clearEnv: true, stdin: "null" });
 }
 
 /** Runs the `./keel` launcher as a user would (its own environment, not the clients'). */

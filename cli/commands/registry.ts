@@ -14,7 +14,7 @@
 
 import type { ArgsDef } from "citty";
 import { editDistance } from "../../core/edit-distance.ts";
-import { KeelError, type Runtime, type Server } from "../../core/mod.ts";
+import { KeelError, type Server } from "../../core/mod.ts";
 import { issueToken, openRegistry, openRegistryDb, type RegistryDb, TOKEN_SCOPES, type TokenScope } from "../../registry/mod.ts";
 import type { CliCommand, CliEnv } from "../env.ts";
 import { allValues, integerFlag, lastValue } from "../flags.ts";
