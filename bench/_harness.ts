@@ -10,7 +10,7 @@ export interface BenchRow {
   readonly name: string;
   /** Median, in the unit given. */
   readonly median: number;
-  readonly unit: "ms" | "µs" | "MB" | "runs/s";
+  readonly unit: "ms" | "µs" | "s" | "MB" | "runs/s" | "req/s";
   readonly runs: number;
   /** The peer this row is compared against, and the ratio median / peer median. */
   readonly peer?: string;

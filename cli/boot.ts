@@ -1,7 +1,8 @@
 /**
  * Boots the kernel for a command: the first-party plugins in-process, then each `--plugin`
  * isolated in its own Deno subprocess (or in-process when `--trust`ed), with the capabilities
- * `--allow` grants.
+ * `--allow` grants, then each plugin `keel add` installed (the working directory's `keel.lock`),
+ * isolated, with exactly the capabilities the lockfile records as granted (`--allow` adds none).
  * @module
  */
 
@@ -21,6 +22,7 @@ import {
   toFileUrl,
 } from "../core/mod.ts";
 import executorScript from "../plugins/executor-script/mod.ts";
+import { lockedPluginEntries } from "../registry/install.ts";
 
 /** Plugins that ship with Keel: always loaded, in-process, granted what they ask for. */
 export const FIRST_PARTY: readonly PluginEntry[] = [executorScript];
@@ -37,12 +39,15 @@ export interface BootRequest {
   readonly trust?: readonly string[];
   /** "skip" boots without denied plugins and lists them (for `keel plugins`). */
   readonly onDenied?: "fail" | "skip";
+  /** The folder whose `keel.lock` plugins are loaded; default the working directory; false: none. */
+  readonly lockDir?: string | false;
 }
 
 /** Where a loaded plugin came from. */
 export interface PluginOrigin {
-  readonly source: "first-party" | "local";
-  /** The module that was loaded (local plugins). */
+  /** "registry": installed with `keel add`, loaded from `keel.lock`. */
+  readonly source: "first-party" | "local" | "registry";
+  /** The module that was loaded (local and registry plugins). */
   readonly module?: string;
   readonly trusted: boolean;
 }
@@ -237,10 +242,20 @@ export async function bootKernel(request: BootRequest): Promise<Booted> {
     origins.set(local.manifest.name, { source: "local", module: local.module, trusted: isTrusted });
   }
 
-  const grants = (manifest: PluginManifest): readonly string[] =>
-    origins.get(manifest.name)?.source === "first-party"
-      ? [...(manifest.capabilities ?? [])]
-      : [...all, ...(byName.get(manifest.name) ?? [])];
+  const locked = request.lockDir === false
+    ? { entries: [], grants: {} }
+    : await lockedPluginEntries(runtime, request.lockDir ?? runtime.cwd());
+  for (const spec of locked.entries) {
+    entries.push(spec);
+    origins.set(spec.manifest.name, { source: "registry", module: spec.module, trusted: false });
+  }
+
+  const grants = (manifest: PluginManifest): readonly string[] => {
+    const source = origins.get(manifest.name)?.source;
+    if (source === "first-party") return [...(manifest.capabilities ?? [])];
+    if (source === "registry") return [...(locked.grants[manifest.name] ?? [])];
+    return [...all, ...(byName.get(manifest.name) ?? [])];
+  };
   const kernel = await createKernel({
     runtime,
     logger,
@@ -249,7 +264,7 @@ export async function bootKernel(request: BootRequest): Promise<Booted> {
     onDenied: request.onDenied ?? "fail",
   });
   for (const p of kernel.plugins) {
-    if (p.status === "loaded" && p.fullTrust.length && origins.get(p.name)?.source === "local") {
+    if (p.status === "loaded" && p.fullTrust.length && origins.get(p.name)?.source !== "first-party") {
       logger.warn(
         `Plugin "${p.name}" holds ${
           p.fullTrust.map((c) => `"${c}"`).join(", ")

@@ -131,6 +131,16 @@ export const REGISTRY_FLAGS = {
   json: "boolean",
 } as const satisfies FlagSpec;
 
+/** The flags `keel add` takes besides the common ones (`--allow` approves capabilities). */
+export const ADD_FLAGS = {
+  registry: "string",
+  yes: "boolean",
+  json: "boolean",
+} as const satisfies FlagSpec;
+
+/** The flags `keel remove` takes besides the common ones. */
+export const REMOVE_FLAGS = { json: "boolean" } as const satisfies FlagSpec;
+
 /** Each command's own flags; the common ones apply to all. */
 export const COMMAND_FLAGS: Readonly<Record<string, FlagSpec>> = {
   run: RUN_FLAGS,
@@ -143,6 +153,8 @@ export const COMMAND_FLAGS: Readonly<Record<string, FlagSpec>> = {
   executor: EXECUTOR_FLAGS,
   mcp: MCP_FLAGS,
   registry: REGISTRY_FLAGS,
+  add: ADD_FLAGS,
+  remove: REMOVE_FLAGS,
 };
 
 /** Every flag of every command (a first pass over the command line only finds the command). */

@@ -2,7 +2,8 @@
  * The `keel` command line: `keel --version`, `keel --help`, `keel run <script>` (one run or a
  * sweep), `keel flow sequential|parallel <scripts...>`, `keel runs list|show`, `keel config
  * show|validate|check`, `keel plugins`, `keel workflow run|validate|status|list|resume`, `keel exec`
- * (code mode), `keel executor serve`, `keel mcp serve` and `keel registry serve|token`.
+ * (code mode), `keel executor serve`, `keel mcp serve`, `keel registry serve|token`, and `keel add`
+ * / `keel remove` (plugins from a registry, recorded in `keel.lock`).
  *
  * Runs on Deno (`deno task keel`, the `./keel` launcher) and on Bun (`bun cli/main.ts`); the
  * runtime adapter is picked with `detectRuntime()`. Exit codes: 0 ok, 1 an error (a KeelError
@@ -36,6 +37,8 @@ type ExecModule = typeof import("./commands/exec.ts");
 type ExecutorModule = typeof import("./commands/executor.ts");
 type McpModule = typeof import("./commands/mcp.ts");
 type RegistryModule = typeof import("./commands/registry.ts");
+type AddModule = typeof import("./commands/add.ts");
+type RemoveModule = typeof import("./commands/remove.ts");
 
 /**
  * Imports a module of the CLI when it is first needed. The specifier is computed on purpose:
@@ -60,6 +63,8 @@ const COMMANDS: Readonly<Record<string, () => Promise<CliCommand>>> = {
   executor: async () => (await load<ExecutorModule>("./commands/executor.ts")).EXECUTOR_COMMAND,
   mcp: async () => (await load<McpModule>("./commands/mcp.ts")).MCP_COMMAND,
   registry: async () => (await load<RegistryModule>("./commands/registry.ts")).REGISTRY_COMMAND,
+  add: async () => (await load<AddModule>("./commands/add.ts")).ADD_COMMAND,
+  remove: async () => (await load<RemoveModule>("./commands/remove.ts")).REMOVE_COMMAND,
 };
 
 function usage(message: string): KeelError {

@@ -28,9 +28,11 @@
  *   the user, when sign-up is open) and answers `{ token }`. `POST /-/v1/login` answers 404, so
  *   npm falls back to this. `GET /-/whoami`, `DELETE /-/user/token/<token>` (npm logout).
  * - `GET /-/v1/search?text=...&size=&from=`: qualifiers `keywords:a,b`, `scope:acme`,
- *   `capability:net` (a kind, or a whole capability string) narrow the search.
+ *   `capability:net` (a kind, or a whole capability string) and `runtime:deno` narrow the search.
  * - `GET /-/npm/v1/keys`: the registry's public signing keys (`npm audit signatures`).
  * - `GET /-/ping`; `POST /-/npm/v1/security/advisories/bulk` answers `{}` (no advisories here).
+ * - `GET /-/web/...`: the marketplace pages (`web.ts`): search with filters, a page per package.
+ *   `GET /` from a browser (`Accept: text/html`) redirects there; npm clients never ask for `/`.
  *
  * Errors are `{ "error": "<message>", "code": "E_REGISTRY_...", "details"?: {...} }`: `error` is
  * a string because that is what npm prints (`npm ERR! 403 Forbidden - PUT ... - <error>`). A 401
@@ -72,8 +74,10 @@ import { escapeName, isCanonicalVersion, nameProblem, splitName, tagProblem } fr
 import type { BlobStore } from "./blobs.ts";
 import { type Actor, compareVersions, type PackageSnapshot, type RegistryDb, type TokenRecord, type TokenScope, type VersionRecord } from "./db.ts";
 import { type KeelField, validateKeelField } from "./keel-field.ts";
+import { qualitySignals } from "./quality.ts";
 import { keysDocument, type SigningKey, signVersion } from "./signing.ts";
 import { integrityOf, readPackageTarball } from "./tarball.ts";
+import { createWebApp, WEB_PATH } from "./web.ts";
 
 /** The limits of a registry; each a positive integer. */
 export interface RegistryLimits {
@@ -153,6 +157,8 @@ interface Identity {
 }
 
 const ABBREVIATED = "application/vnd.npm.install-v1+json";
+/** How many token hashes {@link createRegistryApp} remembers. */
+const TOKEN_HASHES_KEPT = 1000;
 const JSON_TYPE = "application/json";
 const MAX_DEPTH = 64;
 const README_LIMIT = 64 * 1024;
@@ -683,6 +689,12 @@ export function createRegistryApp(options: RegistryAppOptions): RegistryApp {
 
   // --- authentication ----------------------------------------------------------------------------
 
+  // The SHA-256 of tokens that exist, up to TOKEN_HASHES_KEPT (the oldest dropped first): awaiting
+  // crypto.subtle's digest on every request cost Bun 85% of its authenticated-read throughput
+  // (bench/registry.ts). Only the hashing is saved: the token's row is still read on every
+  // request, so a revoked or expired token stops working at once.
+  const tokenHashes = new Map<string, string>();
+
   async function identify(request: Request): Promise<Identity | undefined> {
     const auth = request.headers.get("authorization");
     if (auth === null) return undefined;
@@ -691,8 +703,13 @@ export function createRegistryApp(options: RegistryAppOptions): RegistryApp {
     // token say so. Passwords are checked at login only, never per request.
     if (bearer === undefined) return undefined;
     if (!looksLikeToken(bearer)) throw new HttpFailure(401, "E_REGISTRY_UNAUTHORIZED", "The token is malformed; log in again (npm login) or create one with keel registry token create");
-    const token = await db.tokenByHash(await hashToken(bearer));
+    const hash = tokenHashes.get(bearer) ?? await hashToken(bearer);
+    const token = await db.tokenByHash(hash);
     if (token === undefined) throw new HttpFailure(401, "E_REGISTRY_UNAUTHORIZED", "The token is wrong or was revoked; log in again (npm login) or create one with keel registry token create");
+    if (!tokenHashes.has(bearer)) {
+      if (tokenHashes.size >= TOKEN_HASHES_KEPT) tokenHashes.delete(tokenHashes.keys().next().value!);
+      tokenHashes.set(bearer, hash);
+    }
     if (token.expiresAt !== null && token.expiresAt <= now()) {
       throw new HttpFailure(401, "E_REGISTRY_UNAUTHORIZED", `The token expired at ${iso(token.expiresAt)}; log in again (npm login) or create a new one`);
     }
@@ -848,6 +865,7 @@ export function createRegistryApp(options: RegistryAppOptions): RegistryApp {
           description,
           keywords,
           capabilities: keel === undefined ? null : keel.capabilities,
+          quality: JSON.stringify(qualitySignals(tarball)),
           maxVersions: limits.maxVersions,
         }, who.actor);
       } catch (e) {
@@ -956,6 +974,7 @@ export function createRegistryApp(options: RegistryAppOptions): RegistryApp {
     const words: string[] = [];
     const keywords: string[] = [];
     const capabilities: string[] = [];
+    const runtimes: string[] = [];
     let scope: string | undefined;
     for (const term of text.split(/\s+/).filter((t) => t !== "").slice(0, 20)) {
       const colon = term.indexOf(":");
@@ -964,10 +983,11 @@ export function createRegistryApp(options: RegistryAppOptions): RegistryApp {
       if (key === "keywords" || key === "keyword") keywords.push(...value.split(",").filter((k) => k !== ""));
       else if (key === "scope") scope = value.replace(/^@/, "");
       else if (key === "capability" || key === "capabilities") capabilities.push(...value.split(",").filter((k) => k !== ""));
+      else if (key === "runtime" || key === "runtimes") runtimes.push(...value.split(",").filter((k) => k !== ""));
       else if (["author", "maintainer", "is", "not", "boost-exact"].includes(key)) continue;
       else words.push(term);
     }
-    const query = { words, keywords, capabilities, from, size, ...(scope === undefined ? {} : { scope }) };
+    const query = { words, keywords, capabilities, runtimes, from, size, ...(scope === undefined ? {} : { scope }) };
     const { total, hits } = await db.search(query);
     return c.json({
       objects: hits.map((hit) => ({
@@ -1123,8 +1143,29 @@ export function createRegistryApp(options: RegistryAppOptions): RegistryApp {
     throw notFound(`No route for ${method} /-/keel/${String(kind ?? "").slice(0, 50)}`);
   });
 
+  // The marketplace pages; private when reads are.
+  app.use(`${WEB_PATH}/*`, async (c, next) => {
+    requireReader(c.get("identity"));
+    await next();
+  });
+  app.route(WEB_PATH, createWebApp({
+    db,
+    baseUrl,
+    logger,
+    readPackage: async (name) => {
+      const docs = await documents(name);
+      return docs === undefined ? undefined : { snapshot: docs.snapshot, tags: docs.effectiveTags };
+    },
+  }));
+
   app.all("/-/*", (c) => {
     throw notFound(`No route for ${c.req.method} ${rawPath(c.req.url).slice(0, 300)}`);
+  });
+
+  // A browser at the registry's root gets the marketplace; anything else gets npm's 404.
+  app.get("/", (c) => {
+    if (!/\btext\/html\b/.test(c.req.header("accept") ?? "")) throw notFound("No package named; the path is /<package>");
+    return c.redirect(`${new URL(baseUrl).pathname.replace(/\/+$/, "")}${WEB_PATH}/`, 302);
   });
 
   // Packages: documents, versions, tarballs, publish, unpublish.

@@ -21,7 +21,7 @@ import { drizzle, type SqliteRemoteDatabase } from "drizzle-orm/sqlite-proxy";
 import { type ErrorCodeName, KeelError } from "../core/errors.ts";
 import type { Runtime, SqliteHandle, SqlValue } from "../core/runtime.ts";
 import { confusableKey, splitName } from "./_names.ts";
-import { APPLICATION_ID, downloads, SCHEMA_SQL, SCHEMA_VERSION, tokens, users } from "./schema.ts";
+import { APPLICATION_ID, downloads, MIGRATE_1_TO_2, SCHEMA_SQL, SCHEMA_VERSION, tokens, users } from "./schema.ts";
 
 /** What a token may do; each includes the ones before it. */
 export type TokenScope = "read" | "publish" | "admin";
@@ -62,6 +62,8 @@ export interface VersionRecord {
   readonly deprecated: string | null;
   readonly yankedAt: number | null;
   readonly yankReason: string | null;
+  /** The quality signals read at publish, as JSON (`quality.ts`); null for versions published before they were kept. */
+  readonly quality: string | null;
 }
 
 /** Everything the package documents are built from, read in one transaction. */
@@ -120,6 +122,8 @@ export interface PublishRecord {
   readonly description: string | null;
   readonly keywords: readonly string[] | null;
   readonly capabilities: readonly string[] | null;
+  /** The quality signals as JSON (`quality.ts`); null or absent when not computed. */
+  readonly quality?: string | null;
   /** The most versions one package may have; publishing past it fails with `E_REGISTRY_TOO_LARGE`. */
   readonly maxVersions: number;
 }
@@ -133,6 +137,8 @@ export interface SearchQuery {
   readonly scope?: string;
   /** Capability kinds or strings the latest version asks for ("net" matches "net:api.x:443"). */
   readonly capabilities: readonly string[];
+  /** Runtimes ("deno", "bun", "node", "edge") the latest version declares, each required. */
+  readonly runtimes?: readonly string[];
   readonly from: number;
   readonly size: number;
 }
@@ -261,7 +267,7 @@ function notFound(message: string): KeelError {
 }
 
 const VERSION_COLUMNS =
-  "name, version, seq, manifest, abbreviated, readme, integrity, shasum, size, unpacked_size, file_count, signatures, blob_key, published_at, publisher, deprecated, yanked_at, yank_reason";
+  "name, version, seq, manifest, abbreviated, readme, integrity, shasum, size, unpacked_size, file_count, signatures, blob_key, published_at, publisher, deprecated, yanked_at, yank_reason, quality";
 const PACKAGE_COLUMNS = "name, scope, owner, created_at, modified_at, rev, description, keywords, capabilities";
 
 const SQL = {
@@ -331,6 +337,7 @@ function toVersion(row: unknown[]): VersionRecord {
     deprecated: strOrNull(row[15]),
     yankedAt: numOrNull(row[16]),
     yankReason: strOrNull(row[17]),
+    quality: strOrNull(row[18]),
   };
 }
 
@@ -445,6 +452,9 @@ function openSchema(handle: SqliteHandle, busyTimeoutMs: number): void {
   if (version === SCHEMA_VERSION && appId === APPLICATION_ID) return;
   handle.exec("BEGIN IMMEDIATE");
   try {
+    // Read again under the write lock: another process may have migrated the file meanwhile.
+    const current = Number(handle.values("PRAGMA user_version")[0]?.[0] ?? 0);
+    if (current === 1) handle.exec(MIGRATE_1_TO_2);
     handle.exec(SCHEMA_SQL);
     handle.exec(`PRAGMA application_id = ${APPLICATION_ID}; PRAGMA user_version = ${SCHEMA_VERSION}`);
     handle.exec("COMMIT");
@@ -616,8 +626,8 @@ class SqliteRegistryDb implements RegistryDb {
       }
       try {
         h.run(
-          `INSERT INTO versions (${VERSION_COLUMNS}, unpublished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, NULL)`,
-          [r.name, r.version, maxSeq + 1, r.manifest, r.abbreviated, r.readme, r.integrity, r.shasum, r.size, r.unpackedSize, r.fileCount, r.signatures, r.blobKey, r.at, actor.user],
+          `INSERT INTO versions (${VERSION_COLUMNS}, unpublished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, NULL)`,
+          [r.name, r.version, maxSeq + 1, r.manifest, r.abbreviated, r.readme, r.integrity, r.shasum, r.size, r.unpackedSize, r.fileCount, r.signatures, r.blobKey, r.at, actor.user, r.quality ?? null],
         );
       } catch (e) {
         if (isUniqueViolation(e)) {
@@ -754,6 +764,14 @@ class SqliteRegistryDb implements RegistryDb {
       for (const cap of q.capabilities) {
         where.push("EXISTS (SELECT 1 FROM json_each(p.capabilities) c WHERE c.value = ? OR c.value LIKE ? ESCAPE '\\')");
         params.push(cap, `${cap.replace(/[\\%_]/g, (c) => "\\" + c)}:%`);
+      }
+      for (const runtime of q.runtimes ?? []) {
+        // The runtimes in the quality signals of the version a hit shows (as chosen below).
+        where.push(`EXISTS (SELECT 1 FROM json_each(COALESCE((
+          SELECT CASE WHEN json_valid(v.quality) THEN v.quality END FROM versions v LEFT JOIN dist_tags t ON t.name = v.name AND t.tag = 'latest'
+          WHERE v.name = p.name AND v.unpublished_at IS NULL AND v.yanked_at IS NULL ORDER BY (v.version = t.version) DESC, v.seq DESC LIMIT 1
+        ), '{}'), '$.runtimes') r WHERE r.value = ?)`);
+        params.push(runtime);
       }
       const clause = where.join(" AND ");
       const total = Number(h.values(`SELECT count(*) FROM packages p WHERE ${clause}`, params)[0]?.[0] ?? 0);

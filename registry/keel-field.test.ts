@@ -36,4 +36,13 @@ describe("the keel field", () => {
     refuses({ entry: "a.js", capabilities: [], kernel: "" }, /not a semver range/);
     refuses({ entry: "a.js", capabilities: [], kernel: 1 }, /not a semver range/);
   });
+
+  test("runtimes: optional, a non-empty list of known runtimes, each once", () => {
+    assert.deepEqual(validateKeelField({ entry: "a.js", capabilities: [], kernel: "^1", runtimes: ["deno", "edge"] }).runtimes, ["deno", "edge"]);
+    assert.equal("runtimes" in validateKeelField({ entry: "a.js", capabilities: [], kernel: "^1" }), false);
+    refuses({ entry: "a.js", capabilities: [], kernel: "^1", runtimes: [] }, /keel\.runtimes/);
+    refuses({ entry: "a.js", capabilities: [], kernel: "^1", runtimes: ["deno", "deno"] }, /each once/);
+    refuses({ entry: "a.js", capabilities: [], kernel: "^1", runtimes: ["browser"] }, /"deno", "bun", "node", "edge"/);
+    refuses({ entry: "a.js", capabilities: [], kernel: "^1", runtimes: "deno" }, /keel\.runtimes/);
+  });
 });

@@ -11,6 +11,8 @@
  *   `parseCapability` (relative `read:`/`write:`/`ffi:` paths are accepted here: the host that
  *   installs the plugin resolves them). At most {@link MAX_CAPABILITIES}, no duplicates.
  * - `kernel`: the kernel versions the plugin works with, a semver range.
+ * - `runtimes` (optional): the runtimes the plugin is tested on, from {@link KEEL_RUNTIMES}
+ *   (shown on its registry page and counted in its quality score).
  *
  * Unknown fields are refused, so a typo (`"capabilites"`) fails at publish instead of silently
  * asking for nothing.
@@ -26,12 +28,20 @@ export interface KeelField {
   readonly entry: string;
   readonly capabilities: readonly string[];
   readonly kernel: string;
+  /** The runtimes the plugin says it works on; absent when it does not say. */
+  readonly runtimes?: readonly KeelRuntime[];
 }
+
+/** The runtimes a plugin may name in `keel.runtimes`: "edge" is a worker host (Cloudflare, Vercel Edge). */
+export const KEEL_RUNTIMES = ["deno", "bun", "node", "edge"] as const;
+
+/** One of {@link KEEL_RUNTIMES}. */
+export type KeelRuntime = (typeof KEEL_RUNTIMES)[number];
 
 /** The most capabilities one plugin may ask for. */
 export const MAX_CAPABILITIES = 64;
 
-const FIELDS = ["entry", "capabilities", "kernel"] as const;
+const FIELDS = ["entry", "capabilities", "kernel", "runtimes"] as const;
 
 function invalid(message: string, details: Record<string, unknown> = {}): KeelError {
   return new KeelError("E_REGISTRY_MANIFEST_INVALID", message, { details: { field: "keel", ...details } });
@@ -66,9 +76,9 @@ export function validateKeelField(value: unknown, files?: readonly string[]): Ke
   const field = value as Record<string, unknown>;
   const extra = Object.keys(field).filter((k) => !(FIELDS as readonly string[]).includes(k));
   if (extra.length > 0) {
-    throw invalid(`The "keel" field has unknown key(s) ${extra.map((k) => JSON.stringify(k)).join(", ")}; its keys are "entry", "capabilities" and "kernel"`, { unknown: extra });
+    throw invalid(`The "keel" field has unknown key(s) ${extra.map((k) => JSON.stringify(k)).join(", ")}; its keys are "entry", "capabilities", "kernel" and "runtimes"`, { unknown: extra });
   }
-  const { entry, capabilities, kernel } = field;
+  const { entry, capabilities, kernel, runtimes } = field;
   if (typeof entry !== "string") throw invalid('"keel.entry" must be a string: the plugin module, relative to the package root (e.g. "dist/plugin.js")');
   const problem = entryProblem(entry);
   if (problem !== undefined) throw invalid(`"keel.entry" ${JSON.stringify(entry)} is not a path inside the package: ${problem}`, { entry });
@@ -96,5 +106,11 @@ export function validateKeelField(value: unknown, files?: readonly string[]): Ke
   if (typeof kernel !== "string" || kernel.trim() === "" || kernel.length > 256 || tryParseRange(kernel) === undefined) {
     throw invalid(`"keel.kernel" ${JSON.stringify(kernel)} is not a semver range; write the kernel versions the plugin works with, e.g. "^1"`, { kernel });
   }
-  return { entry: normalized, capabilities: [...capabilities] as string[], kernel };
+  const out = { entry: normalized, capabilities: [...capabilities] as string[], kernel };
+  if (runtimes === undefined) return out;
+  const known: readonly string[] = KEEL_RUNTIMES;
+  if (!Array.isArray(runtimes) || runtimes.length === 0 || runtimes.some((r) => typeof r !== "string" || !known.includes(r)) || new Set(runtimes).size !== runtimes.length) {
+    throw invalid(`"keel.runtimes" must list runtimes the plugin works on, each once, from ${KEEL_RUNTIMES.map((r) => `"${r}"`).join(", ")}; e.g. ["deno", "bun"] (or leave it out)`);
+  }
+  return { ...out, runtimes: [...runtimes] as KeelRuntime[] };
 }

@@ -12,7 +12,7 @@
 import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 
 /** The schema version this module writes, kept in `PRAGMA user_version`. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 /** Written into `PRAGMA application_id`: "KREG" in ASCII, so a registry file is told from a workflow store. */
 export const APPLICATION_ID = 0x4b524547;
@@ -71,6 +71,8 @@ export const versions = sqliteTable("versions", {
   yankedAt: integer("yanked_at"),
   yankReason: text("yank_reason"),
   unpublishedAt: integer("unpublished_at"),
+  /** JSON: the quality signals read from the tarball at publish (`quality.ts`); null before schema 2. */
+  quality: text("quality"),
 }, (t) => [
   primaryKey({ columns: [t.name, t.version] }),
   uniqueIndex("versions_seq").on(t.name, t.seq),
@@ -123,6 +125,9 @@ export const downloads = sqliteTable("downloads", {
 /** Every table, for the schema test. */
 export const schema = { packages, versions, distTags, users, tokens, downloads } as const;
 
+/** Schema 1 to 2: the quality signals of each version. */
+export const MIGRATE_1_TO_2 = "ALTER TABLE versions ADD COLUMN quality TEXT";
+
 /** Creates the tables and indexes of {@link schema} when missing. */
 export const SCHEMA_SQL = `
 CREATE TABLE IF NOT EXISTS packages (
@@ -159,6 +164,7 @@ CREATE TABLE IF NOT EXISTS versions (
   yanked_at INTEGER,
   yank_reason TEXT,
   unpublished_at INTEGER,
+  quality TEXT,
   PRIMARY KEY (name, version)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS versions_seq ON versions (name, seq);

@@ -30,7 +30,8 @@ export interface PluginRow {
   /** "isolated" (own Deno subprocess) or "in-process". */
   readonly mode: "isolated" | "in-process";
   readonly status: "loaded" | "denied";
-  readonly source: "first-party" | "local";
+  /** "registry": installed with `keel add` (keel.lock). */
+  readonly source: PluginOrigin["source"];
   readonly module?: string;
   readonly capabilities: readonly CapabilityRow[];
   readonly hooks: readonly string[];
@@ -68,7 +69,7 @@ export function renderTable(rows: readonly PluginRow[]): string {
     lines.push([
       r.name,
       r.version,
-      r.mode + (r.source === "first-party" ? " (first-party)" : ""),
+      r.mode + (r.source === "first-party" ? " (first-party)" : r.source === "registry" ? " (keel.lock)" : ""),
       r.status,
       caps,
     ]);

@@ -532,9 +532,10 @@ export interface RunSession {
 }
 
 /**
- * Boots the kernel when `--plugin` asks for plugins (their `beforeRun`/`afterRun` hooks run around
- * each run; the first-party plugins have none, so without `--plugin` nothing is booted), and
- * turns SIGINT/SIGTERM into a cancellation that marks running records "interrupted".
+ * Boots the kernel when `--plugin` asks for plugins or the working directory has a `keel.lock`
+ * (plugins `keel add` installed), whose `beforeRun`/`afterRun` hooks run around each run; the
+ * first-party plugins have none, so without either nothing is booted. Also turns SIGINT/SIGTERM
+ * into a cancellation that marks running records "interrupted".
  */
 export async function openSession(
   env: CliEnv,
@@ -563,7 +564,8 @@ export async function openSession(
   let dispose = async (): Promise<void> => {};
   let hooks: RunHooks | undefined;
   let pythonExecutor: Executor | undefined;
-  if (allValues(env.flags, "plugin").length > 0) {
+  const locked = (await runtime.fs?.exists(`${runtime.cwd()}/keel.lock`)) === true;
+  if (allValues(env.flags, "plugin").length > 0 || locked) {
     const common = await load<CommonModule>("./common.ts");
     const booted = await common.bootFromFlags(env, "fail");
     const { kernel } = booted;

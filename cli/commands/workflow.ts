@@ -36,6 +36,7 @@ import executorPython from "../../plugins/executor-python/mod.ts";
 import executorScript from "../../plugins/executor-script/mod.ts";
 import executorShell from "../../plugins/executor-shell/mod.ts";
 import { openSqliteStore } from "../../plugins/store-sqlite/mod.ts";
+import { lockedPluginEntries } from "../../registry/install.ts";
 import { parseAllow, readLocalPlugin } from "../boot.ts";
 import type { CliCommand, CliEnv } from "../env.ts";
 import { COMMON_ARGS } from "./args.ts";
@@ -124,15 +125,23 @@ async function bootExecutors(env: CliEnv, options: { shell: boolean; base: strin
   }
   const firstParty: PluginEntry[] = [executorScript, executorPython, mcp, ...(options.shell ? [executorShell] : [])];
   const firstNames = new Set(firstParty.map((p) => (p as PluginManifest).name));
+  // Plugins `keel add` installed here: isolated, granted exactly what keel.lock records.
+  const locked = await lockedPluginEntries(runtime, runtime.cwd());
   const entries: PluginEntry[] = [
     ...firstParty,
     ...locals.map((l): PluginEntry => ({ isolate: true, module: l.module, manifest: l.manifest })),
+    ...locked.entries,
   ];
   const kernel = await createKernel({
     runtime,
     logger: env.logger,
     plugins: entries,
-    grants: (m: PluginManifest) => firstNames.has(m.name) ? [...(m.capabilities ?? [])] : [...all, ...(byName.get(m.name) ?? [])],
+    grants: (m: PluginManifest) =>
+      firstNames.has(m.name)
+        ? [...(m.capabilities ?? [])]
+        : Object.hasOwn(locked.grants, m.name)
+        ? [...locked.grants[m.name]!]
+        : [...all, ...(byName.get(m.name) ?? [])],
   });
   const resolveExecutor = async (protocol: string): Promise<Executor | undefined> => {
     const found = await kernel.callHook("resolveExecutor", protocol) ?? undefined;
