@@ -141,6 +141,29 @@ export const ADD_FLAGS = {
 /** The flags `keel remove` takes besides the common ones. */
 export const REMOVE_FLAGS = { json: "boolean" } as const satisfies FlagSpec;
 
+/** The flags `keel publish` takes besides the common ones. */
+export const PUBLISH_FLAGS = {
+  registry: "string",
+  tag: "string",
+  "dry-run": "boolean",
+  json: "boolean",
+} as const satisfies FlagSpec;
+
+/** The flags `keel search` takes besides the common ones. */
+export const SEARCH_FLAGS = {
+  registry: "string",
+  capability: "string",
+  keyword: "string",
+  runtime: "string",
+  json: "boolean",
+} as const satisfies FlagSpec;
+
+/** The flags `keel info` takes besides the common ones. */
+export const INFO_FLAGS = { registry: "string", json: "boolean" } as const satisfies FlagSpec;
+
+/** The flags `keel login` takes besides the common ones (the password is never a flag). */
+export const LOGIN_FLAGS = { registry: "string", user: "string", json: "boolean" } as const satisfies FlagSpec;
+
 /** Each command's own flags; the common ones apply to all. */
 export const COMMAND_FLAGS: Readonly<Record<string, FlagSpec>> = {
   run: RUN_FLAGS,
@@ -155,6 +178,10 @@ export const COMMAND_FLAGS: Readonly<Record<string, FlagSpec>> = {
   registry: REGISTRY_FLAGS,
   add: ADD_FLAGS,
   remove: REMOVE_FLAGS,
+  publish: PUBLISH_FLAGS,
+  search: SEARCH_FLAGS,
+  info: INFO_FLAGS,
+  login: LOGIN_FLAGS,
 };
 
 /** Every flag of every command (a first pass over the command line only finds the command). */

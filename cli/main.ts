@@ -2,8 +2,9 @@
  * The `keel` command line: `keel --version`, `keel --help`, `keel run <script>` (one run or a
  * sweep), `keel flow sequential|parallel <scripts...>`, `keel runs list|show`, `keel config
  * show|validate|check`, `keel plugins`, `keel workflow run|validate|status|list|resume`, `keel exec`
- * (code mode), `keel executor serve`, `keel mcp serve`, `keel registry serve|token`, and `keel add`
- * / `keel remove` (plugins from a registry, recorded in `keel.lock`).
+ * (code mode), `keel executor serve`, `keel mcp serve`, `keel registry serve|token`, `keel add`
+ * / `keel remove` (plugins from a registry, recorded in `keel.lock`), and `keel publish`,
+ * `keel search`, `keel info`, `keel login` (the npm protocol, thin).
  *
  * Runs on Deno (`deno task keel`, the `./keel` launcher) and on Bun (`bun cli/main.ts`); the
  * runtime adapter is picked with `detectRuntime()`. Exit codes: 0 ok, 1 an error (a KeelError
@@ -39,6 +40,10 @@ type McpModule = typeof import("./commands/mcp.ts");
 type RegistryModule = typeof import("./commands/registry.ts");
 type AddModule = typeof import("./commands/add.ts");
 type RemoveModule = typeof import("./commands/remove.ts");
+type PublishModule = typeof import("./commands/publish.ts");
+type SearchModule = typeof import("./commands/search.ts");
+type InfoModule = typeof import("./commands/info.ts");
+type LoginModule = typeof import("./commands/login.ts");
 
 /**
  * Imports a module of the CLI when it is first needed. The specifier is computed on purpose:
@@ -65,6 +70,10 @@ const COMMANDS: Readonly<Record<string, () => Promise<CliCommand>>> = {
   registry: async () => (await load<RegistryModule>("./commands/registry.ts")).REGISTRY_COMMAND,
   add: async () => (await load<AddModule>("./commands/add.ts")).ADD_COMMAND,
   remove: async () => (await load<RemoveModule>("./commands/remove.ts")).REMOVE_COMMAND,
+  publish: async () => (await load<PublishModule>("./commands/publish.ts")).PUBLISH_COMMAND,
+  search: async () => (await load<SearchModule>("./commands/search.ts")).SEARCH_COMMAND,
+  info: async () => (await load<InfoModule>("./commands/info.ts")).INFO_COMMAND,
+  login: async () => (await load<LoginModule>("./commands/login.ts")).LOGIN_COMMAND,
 };
 
 function usage(message: string): KeelError {
