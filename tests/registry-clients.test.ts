@@ -1,5 +1,5 @@
 /**
- * End to end: the real `npm`, `bun` and `deno` CLIs against a Keel registry started by this test
+ * End to end: the real `npm`, `bun`, `pnpm` and `deno` CLIs against a Keel registry started by this test
  * (in-process, on 127.0.0.1 and a free port), plus `keel registry token create` and `keel registry
  * serve` through the `./keel` launcher. Every client runs with HOME, its cache and its config in
  * a temp folder, so nothing of the user's `~/.npmrc` or global caches is read or written.
@@ -15,6 +15,7 @@ const ROOT = fromFileUrl(new URL("../", import.meta.url)).replace(/\/$/, "");
 const LAUNCHER = joinPath(ROOT, "keel");
 const BUN = joinPath(ROOT, "node_modules/.bin/bun");
 const DENO = joinPath(ROOT, "node_modules/.bin/deno");
+const PNPM = joinPath(ROOT, "node_modules/.bin/pnpm");
 const SLOW = { timeout: 120_000 };
 
 let runtime: Runtime;
@@ -30,7 +31,7 @@ const seen: { method: string; path: string; status: number; ifNoneMatch: boolean
 before(async () => {
   runtime = await detectRuntime();
   tmp = await runtime.fs!.makeTempDir("keel-registry-clients-");
-  for (const dir of ["home", "npm-cache", "bun-cache", "deno-dir"]) await runtime.fs!.mkdir(`${tmp}/${dir}`);
+  for (const dir of ["home", "npm-cache", "bun-cache", "deno-dir", "pnpm-store", "xdg-cache", "xdg-data", "xdg-state", "xdg-config"]) await runtime.fs!.mkdir(`${tmp}/${dir}`);
   npmAvailable = await runtime.processes!.run("npm", { args: ["--version"], env: clientEnv() }).then((r) => r.success, () => false);
   let handler: (request: Request) => Response | Promise<Response> = () => new Response(null, { status: 503 });
   server = await runtime.serve!(async (request) => {
@@ -65,6 +66,11 @@ function clientEnv(extra: Record<string, string> = {}): Record<string, string> {
     npm_config_loglevel: "http",
     BUN_INSTALL_CACHE_DIR: `${tmp}/bun-cache`,
     DENO_DIR: `${tmp}/deno-dir`,
+    // pnpm keeps its metadata cache, store, state and global config under the XDG folders.
+    XDG_CACHE_HOME: `${tmp}/xdg-cache`,
+    XDG_DATA_HOME: `${tmp}/xdg-data`,
+    XDG_STATE_HOME: `${tmp}/xdg-state`,
+    XDG_CONFIG_HOME: `${tmp}/xdg-config`,
     NO_COLOR: "1",
     // Above any .npmrc in precedence: a registry set in the caller's environment must not win.
     ...(url === "" ? {} : { npm_config_registry: `${url}/`, NPM_CONFIG_REGISTRY: `${url}/` }),
@@ -227,7 +233,7 @@ describe("real clients against keel's registry", () => {
     assert.match(republish.stderr, /409 Conflict/, "an unpublished version number is never reused");
   });
 
-  test("npm install, bun add and deno resolve the same packages; a yanked version is never picked", SLOW, async (t) => {
+  test("npm install, bun add, pnpm add and deno resolve the same packages; a yanked version is never picked", SLOW, async (t) => {
     if (!npmAvailable) return t.skip("npm is not installed");
     // A project whose lockfile pins 1.1.0 before it is yanked.
     const pinned = await project("npm-pinned");
@@ -268,6 +274,20 @@ describe("real clients against keel's registry", () => {
     assert.equal(await installedVersion(bunApp, "keel-greeter"), "1.0.0", "bun skipped the yanked 1.1.0");
     assert.ok(await runtime.fs!.exists(`${bunApp}/bun.lock`));
     assert.ok(seen.some((s) => s.path === "/@acme%2fhello-plugin" && s.accept.startsWith("application/vnd.npm.install-v1+json") && s.status === 200), "bun read the abbreviated document");
+
+    // pnpm: the same .npmrc (registry and //host/:_authToken), its store and caches in the temp folder.
+    const pnpmApp = await project("pnpm-app", aliceToken);
+    await writeJson(`${pnpmApp}/package.json`, { name: "pnpm-app", version: "1.0.0", private: true });
+    const pnpmAdded = await ok(PNPM, ["add", "@acme/hello-plugin@^1", "keel-greeter@^1", "--store-dir", `${tmp}/pnpm-store`], pnpmApp);
+    assert.match(pnpmAdded.stdout, /deprecated keel-greeter@1\.0\.0/);
+    assert.equal(await installedVersion(pnpmApp, "@acme/hello-plugin"), "1.0.0");
+    assert.equal(await installedVersion(pnpmApp, "keel-greeter"), "1.0.0", "pnpm skipped the yanked 1.1.0");
+    const pnpmLock = await runtime.fs!.readTextFile(`${pnpmApp}/pnpm-lock.yaml`);
+    assert.ok(pnpmLock.includes(`'@acme/hello-plugin@1.0.0':\n    resolution: {integrity: ${entry.integrity}}`), pnpmLock);
+    const greeterIntegrity = ((await (await fetch(`${url}/keel-greeter/1.0.0`)).json()) as { dist: { integrity: string } }).dist.integrity;
+    assert.ok(pnpmLock.includes(`keel-greeter@1.0.0:\n    resolution: {integrity: ${greeterIntegrity}}`), pnpmLock);
+    assert.ok(await runtime.fs!.exists(`${tmp}/pnpm-store/v10`), "pnpm used the temp store");
+    assert.ok(await runtime.fs!.exists(`${pnpmApp}/node_modules/.bin/hello-plugin`), "pnpm linked the bin");
 
     // deno: the versions are minutes old, so its minimum-dependency-age policy (which reads `time`) is turned off.
     const denoApp = await project("deno-app");
