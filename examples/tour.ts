@@ -8,7 +8,9 @@
  * 6. run a workflow;
  * 7. code mode: run model-written code in a no-permission sandbox whose only way out is the
  *    kernel's tools, and watch it refuse a file read and stop an endless loop;
- * 8. shut everything down.
+ * 8. the registry: start one, publish a plugin to it, install it with `keel add`'s checks
+ *    (integrity, signature, capability approval) and load it from keel.lock, isolated;
+ * 9. shut everything down.
  * @module
  */
 
@@ -28,6 +30,9 @@ import {
   sweep,
 } from "../mod.ts";
 import { detectRuntime } from "../runtimes/mod.ts";
+import { createRegistryClient } from "../registry/client.ts";
+import { addPlugin, lockedPluginEntries } from "../registry/install.ts";
+import { integrityOf, issueToken, openRegistry, packTarball } from "../registry/mod.ts";
 import executorScript from "../plugins/executor-script/mod.ts";
 import executorMcp from "../plugins/executor-mcp/mod.ts";
 import sandbox from "../plugins/sandbox/mod.ts";
@@ -59,6 +64,79 @@ function listPlugins(kernel: Kernel): void {
         p.hooks.join(", ") || "none"
       }`,
     );
+  }
+}
+
+/** A self-contained plugin package (registry plugins are unpacked on their own, outside this repo). */
+const GREETER_FILES = {
+  "package.json": JSON.stringify({
+    name: "tour-greeter",
+    version: "1.0.0",
+    description: "Greets from its own Deno subprocess",
+    type: "module",
+    keel: { entry: "index.js", capabilities: ["env:KEEL_GREETING"], kernel: "^1", runtimes: ["deno", "bun"] },
+  }),
+  "index.js": `export default {
+  name: "tour-greeter", version: "1.0.0", kernel: "^1", capabilities: ["env:KEEL_GREETING"],
+  setup(ctx) {
+    const greeting = ctx.env.get("KEEL_GREETING") ?? "Hello";
+    return { onEvent(e) { if (e.type === "greet") ctx.logger.info(greeting + ", " + e.data.name + ", from process " + Deno.pid); } };
+  },
+};
+`,
+  "README.md": "# tour-greeter\n\nGreets from its own Deno subprocess.\n",
+};
+
+async function registryTour(runtime: Awaited<ReturnType<typeof detectRuntime>>, logger: Logger): Promise<void> {
+  const work = await runtime.fs!.makeTempDir("keel-tour-");
+  let registry: Awaited<ReturnType<typeof openRegistry>> | undefined;
+  const server = await runtime.serve!((request) => registry ? registry.app.fetch(request) : new Response(null, { status: 503 }), { port: 0 });
+  try {
+    registry = await openRegistry({ runtime, dir: joinPath(work, "registry"), baseUrl: server.url });
+    consola.info(`A registry on ${server.url} (SQLite and tarballs in a temp folder; \`keel registry serve\` does this for real)`);
+    const { token } = await issueToken(registry.db, { user: "tour", scope: "publish", now: Date.now() });
+    const bytes = await packTarball(GREETER_FILES);
+    const { integrity, shasum } = await integrityOf(bytes);
+    let binary = "";
+    for (const b of bytes) binary += String.fromCharCode(b);
+    const published = await fetch(`${server.url}/tour-greeter`, { // what `npm publish` / `keel publish` send
+      method: "PUT",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        _id: "tour-greeter",
+        name: "tour-greeter",
+        "dist-tags": { latest: "1.0.0" },
+        versions: { "1.0.0": { ...JSON.parse(GREETER_FILES["package.json"]), dist: { integrity, shasum } } },
+        _attachments: { "tour-greeter-1.0.0.tgz": { content_type: "application/octet-stream", data: btoa(binary), length: bytes.length } },
+      }),
+    });
+    consola.success(`Published tour-greeter@1.0.0: HTTP ${published.status}, ${integrity.slice(0, 24)}…, signed by the registry`);
+    await published.body?.cancel();
+
+    const project = joinPath(work, "project");
+    await runtime.fs!.mkdir(project);
+    const client = createRegistryClient({ url: server.url });
+    try {
+      await addPlugin({ runtime, client, spec: "tour-greeter", dir: project });
+    } catch (e) {
+      if (!KeelError.is(e, "E_CAPABILITY_DENIED")) throw e;
+      consola.warn(`keel add without approval: ${e.code}: ${e.message.split("\n")[0]}`);
+    }
+    const added = await addPlugin({ runtime, client, spec: "tour-greeter@^1", dir: project, allow: ["env:KEEL_GREETING"] });
+    consola.success(`keel add tour-greeter@^1 --allow env:KEEL_GREETING: ${added.status} ${added.version}, integrity and signature checked before unpacking; keel.lock grants ${added.granted.join(", ")}`);
+
+    const { entries, grants } = await lockedPluginEntries(runtime, project);
+    const locked = await createKernel({ runtime, logger, plugins: [...entries], grants });
+    try {
+      listPlugins(locked);
+      await locked.emit("greet", { name: "Ada" });
+    } finally {
+      await locked.dispose();
+    }
+  } finally {
+    await server.close();
+    await registry?.close();
+    await runtime.fs!.remove(work);
   }
 }
 
@@ -202,8 +280,11 @@ async function tour(): Promise<void> {
     }
     const after = await kernel.execute("await tools.add({ numbers: [40, 2] })");
     consola.success(`The next execution runs as before: ${JSON.stringify(after.result)}`);
+
+    consola.start("8. The registry: publish a plugin, keel add it, load it from keel.lock");
+    await registryTour(runtime, logger);
   } finally {
-    consola.start("8. Dispose");
+    consola.start("9. Dispose");
     await kernel.dispose();
   }
   consola.success(

@@ -340,6 +340,9 @@ describe("the tour", () => {
     assert.match(text, /net:api\.example\.com:443/);
     assert.match(text, /Hello, world!/);
     assert.match(text, /Workflow succeeded: \{"result":"sum=42, product=42"\}/);
+    assert.match(text, /Code that loops forever: E_SANDBOX_TIMEOUT/);
+    assert.match(text, /keel add without approval: E_CAPABILITY_DENIED/);
+    assert.match(text, /\[tour-greeter\] Hello, Ada, from process \d+/);
   });
 
   test("bun examples/tour.ts exits 0", SLOW, async () => {
@@ -351,5 +354,6 @@ describe("the tour", () => {
     });
     assert.equal(r.code, 0, explain(r));
     assert.match(r.stdout + r.stderr, /E_CAPABILITY_DENIED/);
+    assert.match(r.stdout + r.stderr, /\[tour-greeter\] Hello, Ada, from process \d+/);
   });
 });
