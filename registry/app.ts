@@ -103,6 +103,8 @@ export interface RegistryLimits {
   readonly loginTokenTtlMs: number;
   /** Bytes of serialized documents kept in memory. Default 64 MiB. */
   readonly cacheBytes: number;
+  /** Bytes of recently downloaded tarballs kept in memory (0 turns it off). Default 32 MiB. */
+  readonly tarballCacheBytes: number;
 }
 
 /** The limits a registry has unless its options say otherwise. */
@@ -118,6 +120,7 @@ export const REGISTRY_LIMITS: RegistryLimits = Object.freeze({
   unpublishWindowMs: 72 * 3_600_000,
   loginTokenTtlMs: 30 * 86_400_000,
   cacheBytes: 64 * 1024 * 1024,
+  tarballCacheBytes: 32 * 1024 * 1024,
 });
 
 /** Options for {@link createRegistryApp}. */
@@ -911,6 +914,7 @@ export function createRegistryApp(options: RegistryAppOptions): RegistryApp {
   async function unpublishVersions(name: string, list: readonly string[], who: Identity): Promise<void> {
     const keys = await db.unpublish(name, list, who.actor, { at: now(), windowMs: limits.unpublishWindowMs });
     evict(name);
+    for (const key of keys) forgetTarball(key);
     for (const key of keys) await blobs.delete(key).catch((e: unknown) => logger.warn(`Could not delete tarball blob ${key}: ${e instanceof Error ? e.message : String(e)}`));
     logger.info(`Unpublished ${list.map((v) => `${name}@${v}`).join(", ")}`, { package: name, user: who.token.user });
   }
@@ -1253,6 +1257,36 @@ export function createRegistryApp(options: RegistryAppOptions): RegistryApp {
     return undefined;
   }
 
+  // Recently downloaded tarballs, least recently used first. Blob keys are content hashes, so an
+  // entry never goes stale; unpublish drops its keys. Measured: reading each download from disk
+  // was most of a tarball request's cost (bench/registry.ts).
+  const hotTarballs = new Map<string, Uint8Array>();
+  let hotBytes = 0;
+  function forgetTarball(key: string): void {
+    const bytes = hotTarballs.get(key);
+    if (bytes === undefined) return;
+    hotTarballs.delete(key);
+    hotBytes -= bytes.byteLength;
+  }
+  async function tarballBytes(key: string): Promise<Uint8Array | undefined> {
+    const hot = hotTarballs.get(key);
+    if (hot !== undefined) {
+      hotTarballs.delete(key);
+      hotTarballs.set(key, hot);
+      return hot;
+    }
+    const bytes = await blobs.get(key);
+    if (bytes === undefined || bytes.byteLength > limits.tarballCacheBytes / 4) return bytes;
+    forgetTarball(key);
+    hotTarballs.set(key, bytes);
+    hotBytes += bytes.byteLength;
+    for (const [old] of hotTarballs) {
+      if (hotBytes <= limits.tarballCacheBytes) break;
+      forgetTarball(old);
+    }
+    return bytes;
+  }
+
   async function download(name: string, file: string, withBody: boolean, request: Request): Promise<Response> {
     const version = versionOfFile(name, file);
     if (version === undefined) throw notFound(`No tarball of ${name} is named "${file.slice(0, 300)}"`);
@@ -1261,7 +1295,7 @@ export function createRegistryApp(options: RegistryAppOptions): RegistryApp {
     const etag = `"${v.shasum}"`;
     const headers = { "content-type": "application/octet-stream", etag, "cache-control": "public, max-age=31536000, immutable" };
     if (matchesEtag(request.headers.get("if-none-match"), etag)) return new Response(null, { status: 304, headers });
-    const bytes = await blobs.get(v.blobKey);
+    const bytes = await tarballBytes(v.blobKey);
     if (bytes === undefined) {
       // Unpublished between the two reads: the row went first, then the blob.
       if ((await db.getVersion(name, version)) === undefined) throw notFound(`${name}@${version} is not in this registry`);
