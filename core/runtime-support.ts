@@ -5,7 +5,7 @@
  */
 
 import { KeelError } from "./errors.ts";
-import type { ChildProcess, ProcessOutput, SpawnOptions } from "./runtime.ts";
+import type { ChildProcess, ProcessOutput, SpawnOptions, SqlValue, SqliteHandle } from "./runtime.ts";
 
 /**
  * `run` built on `spawn`: collects stdout and stderr as text; a piped stdin gets end-of-file at
@@ -105,4 +105,85 @@ export function sqliteRow(row: Readonly<Record<string, unknown>>): Record<string
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(row)) out[key] = fromSqlite(row[key]);
   return out;
+}
+
+/** Primary SQLite result codes (the low byte of an extended code) that stores map to their own errors. */
+export const SQLITE = Object.freeze({
+  BUSY: 5,
+  LOCKED: 6,
+  READONLY: 8,
+  IOERR: 10,
+  CORRUPT: 11,
+  FULL: 13,
+  CANTOPEN: 14,
+  NOTADB: 26,
+});
+
+const SQLITE_BY_NAME: Readonly<Record<string, number>> = Object.fromEntries(
+  Object.entries(SQLITE).map(([name, code]) => [`SQLITE_${name}`, code]),
+);
+
+/**
+ * The primary SQLite result code of an error from node:sqlite (`errcode`) or bun:sqlite (`errno`,
+ * `code`), or undefined when it is not one SQLite raised.
+ */
+export function sqliteResultCode(e: unknown): number | undefined {
+  if (typeof e !== "object" || e === null) return undefined;
+  const err = e as { errcode?: unknown; errno?: unknown; code?: unknown; message?: unknown };
+  if (typeof err.errcode === "number") return err.errcode & 0xff;
+  if (typeof err.code === "string" && err.code.startsWith("SQLITE_")) {
+    const primary = SQLITE_BY_NAME[err.code.replace(/^(SQLITE_[A-Z]+).*$/, "$1")];
+    if (primary !== undefined) return primary;
+    if (typeof err.errno === "number") return err.errno & 0xff;
+  }
+  // node:sqlite leaves `errcode` off some errors (exec of BEGIN, for one); the message is SQLite's own.
+  const message = typeof err.message === "string" ? err.message : "";
+  if (/database is locked|database table is locked/.test(message)) return SQLITE.BUSY;
+  if (/readonly database/.test(message)) return SQLITE.READONLY;
+  if (/database or disk is full/.test(message)) return SQLITE.FULL;
+  if (/file is not a database/.test(message)) return SQLITE.NOTADB;
+  if (/database disk image is malformed/.test(message)) return SQLITE.CORRUPT;
+  if (/unable to open database file/.test(message)) return SQLITE.CANTOPEN;
+  if (/disk I\/O error/.test(message)) return SQLITE.IOERR;
+  return undefined;
+}
+
+/** Rolls back the open transaction, if any: SQLite may already have (SQLITE_FULL and some I/O errors do). */
+export function rollbackQuietly(handle: SqliteHandle): void {
+  try {
+    handle.exec("ROLLBACK");
+  } catch {
+    // Already rolled back, or nothing was begun.
+  }
+}
+
+/** The callback drizzle's `sqlite-proxy` driver takes (its `AsyncRemoteCallback`). */
+export type SqliteProxyCallback = (
+  sql: string,
+  params: unknown[],
+  method: "run" | "all" | "values" | "get",
+) => Promise<{ rows: unknown[] }>;
+
+/**
+ * drizzle's `sqlite-proxy` callback over a synchronous {@link SqliteHandle}: `before` runs first
+ * (a closed-store check), and any failure is rejected as `mapError(e)`.
+ */
+export function sqliteProxy(
+  handle: SqliteHandle,
+  options: { before?: () => void; mapError: (e: unknown) => unknown },
+): SqliteProxyCallback {
+  return (sql, params, method) => {
+    try {
+      options.before?.();
+      if (method === "run") {
+        handle.run(sql, params as SqlValue[]);
+        return Promise.resolve({ rows: [] });
+      }
+      const rows = handle.values(sql, params as SqlValue[]);
+      // drizzle expects the single row itself for "get".
+      return Promise.resolve({ rows: method === "get" ? rows[0] as unknown as unknown[] : rows });
+    } catch (e) {
+      return Promise.reject(options.mapError(e));
+    }
+  };
 }

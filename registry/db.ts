@@ -20,6 +20,7 @@ import { asc, desc, eq, sql } from "drizzle-orm";
 import { drizzle, type SqliteRemoteDatabase } from "drizzle-orm/sqlite-proxy";
 import { type ErrorCodeName, KeelError } from "../core/errors.ts";
 import type { Runtime, SqliteHandle, SqlValue } from "../core/runtime.ts";
+import { rollbackQuietly, SQLITE, sqliteProxy, sqliteResultCode } from "../core/runtime-support.ts";
 import { confusableKey, splitName } from "./_names.ts";
 import { APPLICATION_ID, downloads, MIGRATE_1_TO_2, SCHEMA_SQL, SCHEMA_VERSION, tokens, users } from "./schema.ts";
 
@@ -205,48 +206,22 @@ export interface RegistryDb {
   close(): Promise<void>;
 }
 
-// Primary SQLite result codes.
-const SQLITE_BUSY = 5;
-const SQLITE_LOCKED = 6;
-const SQLITE_READONLY = 8;
-const SQLITE_IOERR = 10;
-const SQLITE_CORRUPT = 11;
-const SQLITE_FULL = 13;
-const SQLITE_CANTOPEN = 14;
-const SQLITE_NOTADB = 26;
-
-function sqliteCode(e: unknown): number | undefined {
-  if (typeof e !== "object" || e === null) return undefined;
-  const err = e as { errcode?: unknown; errno?: unknown; code?: unknown; message?: unknown };
-  if (typeof err.errcode === "number") return err.errcode & 0xff;
-  if (typeof err.errno === "number" && typeof err.code === "string" && err.code.startsWith("SQLITE_")) return err.errno & 0xff;
-  const message = typeof err.message === "string" ? err.message : "";
-  if (/database is locked|database table is locked/.test(message)) return SQLITE_BUSY;
-  if (/readonly database/.test(message)) return SQLITE_READONLY;
-  if (/database or disk is full/.test(message)) return SQLITE_FULL;
-  if (/file is not a database/.test(message)) return SQLITE_NOTADB;
-  if (/database disk image is malformed/.test(message)) return SQLITE_CORRUPT;
-  if (/unable to open database file/.test(message)) return SQLITE_CANTOPEN;
-  if (/disk I\/O error/.test(message)) return SQLITE_IOERR;
-  return undefined;
-}
-
 /** Any SQLite failure as a coded error that says what to do. */
 function dbError(e: unknown, what: string): KeelError {
   if (KeelError.is(e)) return e;
   const detail = e instanceof Error ? e.message : String(e);
   const make = (code: ErrorCodeName, message: string) => new KeelError(code, message, { cause: e, details: { operation: what, sqlite: detail } });
-  switch (sqliteCode(e)) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
+  switch (sqliteResultCode(e)) {
+    case SQLITE.BUSY:
+    case SQLITE.LOCKED:
       return make("E_STORE_LOCKED", `The registry database is locked by another process (${what}); retry in a moment`);
-    case SQLITE_READONLY:
-    case SQLITE_CANTOPEN:
+    case SQLITE.READONLY:
+    case SQLITE.CANTOPEN:
       return make("E_STORE_READ_ONLY", `The registry database cannot be written (${what}): make the file and its directory writable`);
-    case SQLITE_FULL:
+    case SQLITE.FULL:
       return make("E_STORE_FULL", `The disk holding the registry database is full (${what}); nothing of this write was kept`);
-    case SQLITE_NOTADB:
-    case SQLITE_CORRUPT:
+    case SQLITE.NOTADB:
+    case SQLITE.CORRUPT:
       return make("E_STORE_CORRUPT", `The registry database is damaged or not a SQLite file (${what}): restore it from a backup`);
     default:
       return make("E_STORE_FAILED", `The registry database could not complete a request (${what}): ${detail}`);
@@ -459,16 +434,8 @@ function openSchema(handle: SqliteHandle, busyTimeoutMs: number): void {
     handle.exec(`PRAGMA application_id = ${APPLICATION_ID}; PRAGMA user_version = ${SCHEMA_VERSION}`);
     handle.exec("COMMIT");
   } catch (e) {
-    rollback(handle);
+    rollbackQuietly(handle);
     throw e;
-  }
-}
-
-function rollback(handle: SqliteHandle): void {
-  try {
-    handle.exec("ROLLBACK");
-  } catch {
-    // SQLite already rolled back, or nothing was begun.
   }
 }
 
@@ -479,19 +446,7 @@ class SqliteRegistryDb implements RegistryDb {
 
   constructor(handle: SqliteHandle) {
     this.#h = handle;
-    this.#db = drizzle((query, params, method) => {
-      try {
-        this.#open();
-        if (method === "run") {
-          handle.run(query, params as SqlValue[]);
-          return Promise.resolve({ rows: [] });
-        }
-        const rows = handle.values(query, params as SqlValue[]);
-        return Promise.resolve({ rows: method === "get" ? rows[0] as unknown as unknown[] : rows });
-      } catch (e) {
-        return Promise.reject(dbError(e, "reading"));
-      }
-    });
+    this.#db = drizzle(sqliteProxy(handle, { before: () => this.#open(), mapError: (e) => dbError(e, "reading") }));
   }
 
   #open(): void {
@@ -519,7 +474,7 @@ class SqliteRegistryDb implements RegistryDb {
         h.exec("COMMIT");
         return Promise.resolve(out);
       } catch (e) {
-        rollback(h);
+        rollbackQuietly(h);
         throw e;
       }
     } catch (e) {

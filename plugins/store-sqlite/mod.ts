@@ -36,9 +36,12 @@ import {
   type ErrorCodeName,
   KeelError,
   type ListRunsOptions,
+  rollbackQuietly,
   type Runtime,
+  SQLITE,
   type SqliteHandle,
-  type SqlValue,
+  sqliteProxy,
+  sqliteResultCode,
   type Store,
   type StoredError,
   type TaskRecord,
@@ -67,85 +70,42 @@ export interface SqliteStoreOptions {
 /** The default size above which a result is stored as a blob: 64 KiB of JSON. */
 export const DEFAULT_BLOB_THRESHOLD = 64 * 1024;
 
-// Primary SQLite result codes (the low byte of an extended code).
-const SQLITE_BUSY = 5;
-const SQLITE_LOCKED = 6;
-const SQLITE_READONLY = 8;
-const SQLITE_IOERR = 10;
-const SQLITE_CORRUPT = 11;
-const SQLITE_FULL = 13;
-const SQLITE_CANTOPEN = 14;
-const SQLITE_NOTADB = 26;
-
-const BY_NAME: Readonly<Record<string, number>> = {
-  SQLITE_BUSY,
-  SQLITE_LOCKED,
-  SQLITE_READONLY,
-  SQLITE_IOERR,
-  SQLITE_CORRUPT,
-  SQLITE_FULL,
-  SQLITE_CANTOPEN,
-  SQLITE_NOTADB,
-};
-
-/** The primary SQLite result code of an error from node:sqlite (`errcode`) or bun:sqlite (`errno`, `code`). */
-function sqliteCode(e: unknown): number | undefined {
-  if (typeof e !== "object" || e === null) return undefined;
-  const err = e as { errcode?: unknown; errno?: unknown; code?: unknown; message?: unknown };
-  if (typeof err.errcode === "number") return err.errcode & 0xff;
-  if (typeof err.code === "string" && err.code.startsWith("SQLITE_")) {
-    const primary = BY_NAME[err.code.replace(/^(SQLITE_[A-Z]+).*$/, "$1")];
-    if (primary !== undefined) return primary;
-    if (typeof err.errno === "number") return err.errno & 0xff;
-  }
-  // node:sqlite leaves `errcode` off some errors (exec of BEGIN, for one); the message is SQLite's own.
-  const message = typeof err.message === "string" ? err.message : "";
-  if (/database is locked|database table is locked/.test(message)) return SQLITE_BUSY;
-  if (/readonly database/.test(message)) return SQLITE_READONLY;
-  if (/database or disk is full/.test(message)) return SQLITE_FULL;
-  if (/file is not a database/.test(message)) return SQLITE_NOTADB;
-  if (/database disk image is malformed/.test(message)) return SQLITE_CORRUPT;
-  if (/unable to open database file/.test(message)) return SQLITE_CANTOPEN;
-  if (/disk I\/O error/.test(message)) return SQLITE_IOERR;
-  return undefined;
-}
-
 /** Turns any error SQLite raised into a coded KeelError that says what to do. */
 function storeError(e: unknown, what: string): KeelError {
   if (KeelError.is(e)) return e;
-  const code = sqliteCode(e);
+  const code = sqliteResultCode(e);
   const detail = e instanceof Error ? e.message : String(e);
   const make = (keel: ErrorCodeName, message: string) =>
     new KeelError(keel, message, { cause: e, details: { operation: what, sqlite: detail } });
   switch (code) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
+    case SQLITE.BUSY:
+    case SQLITE.LOCKED:
       return make(
         "E_STORE_LOCKED",
         `The workflow store is locked by another process (${what}): wait for it to finish, stop it, or use another store file`,
       );
-    case SQLITE_READONLY:
+    case SQLITE.READONLY:
       return make(
         "E_STORE_READ_ONLY",
         `The workflow store cannot be written (${what}): make the database file and its directory writable, or use another store file`,
       );
-    case SQLITE_CANTOPEN:
+    case SQLITE.CANTOPEN:
       return make(
         "E_STORE_READ_ONLY",
         `The workflow store's database file, or its -wal/-shm files, cannot be opened for writing (${what}): make the file and its directory writable, or use another store file`,
       );
-    case SQLITE_FULL:
+    case SQLITE.FULL:
       return make(
         "E_STORE_FULL",
         `The disk holding the workflow store is full (${what}); nothing of this write was kept: free some space and resume the run`,
       );
-    case SQLITE_IOERR:
+    case SQLITE.IOERR:
       return make(
         "E_STORE_FAILED",
         `The workflow store hit a disk I/O error (${what}): check that the disk is not full or failing, then resume the run`,
       );
-    case SQLITE_NOTADB:
-    case SQLITE_CORRUPT:
+    case SQLITE.NOTADB:
+    case SQLITE.CORRUPT:
       return make(
         "E_STORE_CORRUPT",
         `The workflow store's database file is damaged or not a SQLite database (${what}): move it aside and start with a new store file`,
@@ -286,16 +246,8 @@ function openSchema(handle: SqliteHandle, synchronous: "NORMAL" | "FULL", busyTi
     handle.exec(`PRAGMA application_id = ${APPLICATION_ID}; PRAGMA user_version = ${SCHEMA_VERSION}`);
     handle.exec("COMMIT");
   } catch (e) {
-    rollback(handle);
+    rollbackQuietly(handle);
     throw e;
-  }
-}
-
-function rollback(handle: SqliteHandle): void {
-  try {
-    handle.exec("ROLLBACK");
-  } catch {
-    // SQLite already rolled back (SQLITE_FULL and some I/O errors do), or nothing was begun.
   }
 }
 
@@ -327,19 +279,7 @@ class SqliteStore implements Store {
     this.#handle = handle;
     this.#blobThreshold = blobThreshold;
     // The callback is synchronous underneath; drizzle only needs it to return a promise.
-    this.#db = drizzle((sql, params, method) => {
-      try {
-        this.#open();
-        if (method === "run") {
-          handle.run(sql, params as SqlValue[]);
-          return Promise.resolve({ rows: [] });
-        }
-        const rows = handle.values(sql, params as SqlValue[]);
-        return Promise.resolve({ rows: method === "get" ? rows[0] as unknown as unknown[] : rows });
-      } catch (e) {
-        return Promise.reject(storeError(e, "reading"));
-      }
-    });
+    this.#db = drizzle(sqliteProxy(handle, { before: () => this.#open(), mapError: (e) => storeError(e, "reading") }));
   }
 
   #open(): void {
@@ -374,7 +314,7 @@ class SqliteStore implements Store {
       h.exec("COMMIT");
       return out;
     } catch (e) {
-      rollback(h);
+      rollbackQuietly(h);
       throw storeError(e, what);
     }
   }
