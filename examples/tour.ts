@@ -30,9 +30,9 @@ import {
   sweep,
 } from "../mod.ts";
 import { detectRuntime } from "../runtimes/mod.ts";
-import { createRegistryClient } from "../registry/client.ts";
+import { createRegistryClient, publishDocument } from "../registry/client.ts";
 import { addPlugin, lockedPluginEntries } from "../registry/install.ts";
-import { integrityOf, issueToken, openRegistry, packTarball } from "../registry/mod.ts";
+import { issueToken, openRegistry, packTarball } from "../registry/mod.ts";
 import executorScript from "../plugins/executor-script/mod.ts";
 import executorMcp from "../plugins/executor-mcp/mod.ts";
 import sandbox from "../plugins/sandbox/mod.ts";
@@ -95,20 +95,13 @@ async function registryTour(runtime: Awaited<ReturnType<typeof detectRuntime>>, 
     registry = await openRegistry({ runtime, dir: joinPath(work, "registry"), baseUrl: server.url });
     consola.info(`A registry on ${server.url} (SQLite and tarballs in a temp folder; \`keel registry serve\` does this for real)`);
     const { token } = await issueToken(registry.db, { user: "tour", scope: "publish", now: Date.now() });
-    const bytes = await packTarball(GREETER_FILES);
-    const { integrity, shasum } = await integrityOf(bytes);
-    let binary = "";
-    for (const b of bytes) binary += String.fromCharCode(b);
-    const published = await fetch(`${server.url}/tour-greeter`, { // what `npm publish` / `keel publish` send
+    // What `npm publish` and `keel publish` send.
+    const doc = await publishDocument(JSON.parse(GREETER_FILES["package.json"]), await packTarball(GREETER_FILES));
+    const { integrity } = doc;
+    const published = await fetch(server.url + doc.path, {
       method: "PUT",
       headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      body: JSON.stringify({
-        _id: "tour-greeter",
-        name: "tour-greeter",
-        "dist-tags": { latest: "1.0.0" },
-        versions: { "1.0.0": { ...JSON.parse(GREETER_FILES["package.json"]), dist: { integrity, shasum } } },
-        _attachments: { "tour-greeter-1.0.0.tgz": { content_type: "application/octet-stream", data: btoa(binary), length: bytes.length } },
-      }),
+      body: JSON.stringify(doc.body),
     });
     consola.success(`Published tour-greeter@1.0.0: HTTP ${published.status}, ${integrity.slice(0, 24)}…, signed by the registry`);
     await published.body?.cancel();

@@ -4,7 +4,8 @@
  * @module
  */
 
-import { integrityOf, packTarball } from "./tarball.ts";
+import { publishDocument } from "./client.ts";
+import { packTarball } from "./tarball.ts";
 
 /** A package to publish: its package.json fields, files and readme. */
 export interface WebFixture {
@@ -20,12 +21,6 @@ export interface WebFixture {
   readonly tag?: string;
 }
 
-function base64(bytes: Uint8Array): string {
-  let binary = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(binary);
-}
-
 /** Where to publish: the registry's URL and a publish token. */
 export interface PublishTarget {
   readonly baseUrl: string;
@@ -38,20 +33,11 @@ export async function publishRequest(target: PublishTarget, fixture: WebFixture)
   const pj = { name: fixture.name, version: fixture.version, main: "index.js", ...fixture.packageJson };
   const files: Record<string, string> = { "package.json": JSON.stringify(pj, null, 2), "index.js": "export default {};\n", ...fixture.files };
   if (fixture.readme !== undefined) files["README.md"] = fixture.readme;
-  const tarball = await packTarball(files);
-  const { integrity, shasum } = await integrityOf(tarball);
-  const escaped = fixture.name.startsWith("@") ? "@" + encodeURIComponent(fixture.name.slice(1)) : fixture.name;
-  const body = {
-    _id: fixture.name,
-    name: fixture.name,
-    "dist-tags": { [fixture.tag ?? "latest"]: fixture.version },
-    versions: { [fixture.version]: { ...pj, _id: `${fixture.name}@${fixture.version}`, dist: { integrity, shasum } } },
-    _attachments: { [`${fixture.name}-${fixture.version}.tgz`]: { content_type: "application/octet-stream", data: base64(tarball), length: tarball.length } },
-  };
-  return new Request(`${baseUrl}/${escaped}`, {
+  const doc = await publishDocument(pj, await packTarball(files), { tag: fixture.tag ?? "latest" });
+  return new Request(baseUrl + doc.path, {
     method: "PUT",
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: JSON.stringify(body),
+    body: JSON.stringify(doc.body),
   });
 }
 

@@ -507,3 +507,45 @@ export async function verifyTarball(
     { details: { package: version.name, version: version.version, keyids: valid.map((s) => s.keyid) } },
   );
 }
+
+/** `@scope/name` as npm writes it in a URL path (`@scope%2fname`); unscoped names as they are. */
+export function escapePackageName(name: string): string {
+  return name.startsWith("@") ? `@${encodeURIComponent(name.slice(1))}` : encodeURIComponent(name);
+}
+
+/** What npm sends to publish one version: `PUT <path>` with `body` as JSON. */
+export interface PublishDocument {
+  /** `/<escaped name>`. */
+  readonly path: string;
+  readonly body: Record<string, unknown>;
+  readonly integrity: string;
+  readonly shasum: string;
+}
+
+/**
+ * The npm publish request for one version: its manifest (the package.json plus `_id` and `dist`),
+ * the dist-tag to set, and the tarball as a base64 attachment.
+ */
+export async function publishDocument(
+  packageJson: Readonly<Record<string, unknown>> & { readonly name: string; readonly version: string },
+  tarball: Uint8Array,
+  options: { readonly tag?: string; readonly tarballUrl?: string } = {},
+): Promise<PublishDocument> {
+  const { name, version } = packageJson;
+  const { integrity, shasum } = await integrityOf(tarball);
+  let binary = "";
+  for (let i = 0; i < tarball.length; i += 0x8000) binary += String.fromCharCode(...tarball.subarray(i, i + 0x8000));
+  const dist = options.tarballUrl === undefined ? { integrity, shasum } : { integrity, shasum, tarball: options.tarballUrl };
+  return {
+    path: `/${escapePackageName(name)}`,
+    integrity,
+    shasum,
+    body: {
+      _id: name,
+      name,
+      "dist-tags": { [options.tag ?? "latest"]: version },
+      versions: { [version]: { ...packageJson, _id: `${name}@${version}`, dist } },
+      _attachments: { [`${name}-${version}.tgz`]: { content_type: "application/octet-stream", data: btoa(binary), length: tarball.byteLength } },
+    },
+  };
+}

@@ -7,7 +7,8 @@
 
 import type { Runtime, Server } from "../core/mod.ts";
 import { issueToken, type OpenRegistry, openRegistry } from "../registry/mod.ts";
-import { integrityOf, packTarball } from "../registry/tarball.ts";
+import { escapePackageName, publishDocument } from "../registry/client.ts";
+import { packTarball } from "../registry/tarball.ts";
 
 /** A plugin package to publish. */
 export interface FixturePlugin {
@@ -87,16 +88,6 @@ export interface TestRegistry {
   close(): Promise<void>;
 }
 
-function escapeName(name: string): string {
-  return name.startsWith("@") ? `@${encodeURIComponent(name.slice(1))}` : name;
-}
-
-function base64(bytes: Uint8Array): string {
-  let binary = "";
-  for (const b of bytes) binary += String.fromCharCode(b);
-  return btoa(binary);
-}
-
 /** Starts a registry in `dir` on 127.0.0.1 and a free port. */
 export async function startTestRegistry(runtime: Runtime, dir: string): Promise<TestRegistry> {
   // The server starts first: the registry's public URL needs its port.
@@ -124,23 +115,17 @@ export async function startTestRegistry(runtime: Runtime, dir: string): Promise<
     token,
     filters,
     async publish(p) {
-      const bytes = await packTarball(fixtureFiles(p));
-      const { integrity, shasum } = await integrityOf(bytes);
-      const pj = JSON.parse(fixtureFiles(p)["package.json"]!) as Record<string, unknown>;
-      const file = `${p.name}-${p.version}.tgz`;
-      const body = {
-        _id: p.name,
-        name: p.name,
-        "dist-tags": Object.fromEntries((p.tags ?? ["latest"]).map((t) => [t, p.version])),
-        versions: { [p.version]: { ...pj, _id: `${p.name}@${p.version}`, dist: { integrity, shasum, tarball: `${url}/${p.name}/-/${file}` } } },
-        _attachments: { [file]: { content_type: "application/octet-stream", data: base64(bytes), length: bytes.length } },
-      };
-      const response = await fetch(`${url}/${escapeName(p.name)}`, { method: "PUT", headers: auth, body: JSON.stringify(body) });
+      const files = fixtureFiles(p);
+      const pj = JSON.parse(files["package.json"]!) as Record<string, unknown> & { name: string; version: string };
+      const tags = p.tags ?? ["latest"];
+      const doc = await publishDocument(pj, await packTarball(files), { tag: tags[0]!, tarballUrl: `${url}/${p.name}/-/${p.name}-${p.version}.tgz` });
+      const body = { ...doc.body, "dist-tags": Object.fromEntries(tags.map((t) => [t, p.version])) };
+      const response = await fetch(url + doc.path, { method: "PUT", headers: auth, body: JSON.stringify(body) });
       const text = await response.text();
       if (response.status !== 201) throw new Error(`publish ${p.name}@${p.version}: ${response.status} ${text}`);
     },
     async yank(name, version) {
-      const response = await fetch(`${url}/-/keel/yank/${escapeName(name)}/${version}`, { method: "PUT", headers: auth, body: JSON.stringify({ reason: "broken" }) });
+      const response = await fetch(`${url}/-/keel/yank/${escapePackageName(name)}/${version}`, { method: "PUT", headers: auth, body: JSON.stringify({ reason: "broken" }) });
       const text = await response.text();
       if (!response.ok) throw new Error(`yank ${name}@${version}: ${response.status} ${text}`);
     },

@@ -13,7 +13,7 @@
 
 import type { ArgsDef } from "citty";
 import { ErrorCode, type ErrorCodeName, errorMessage, KeelError } from "../../core/errors.ts";
-import { checkPackageName } from "../../registry/client.ts";
+import { checkPackageName, escapePackageName, publishDocument } from "../../registry/client.ts";
 import { validateKeelField } from "../../registry/keel-field.ts";
 import { integrityOf, packTarball } from "../../registry/tarball.ts";
 import type { CliCommand, CliEnv } from "../env.ts";
@@ -40,11 +40,6 @@ function usage(message: string): KeelError {
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-/** The path segment of a package: `@scope%2fname` for scoped names. */
-export function escapePackageName(name: string): string {
-  return name.startsWith("@") ? `@${encodeURIComponent(name.slice(1))}` : encodeURIComponent(name);
 }
 
 /** Options for {@link registryRequest}. */
@@ -265,22 +260,9 @@ async function publishCommand(env: CliEnv): Promise<void> {
     if (token === undefined || token === "") {
       throw new KeelError("E_REGISTRY_UNAUTHORIZED", `Publishing needs a token in ${REGISTRY_TOKEN_ENV}; get one with: export ${REGISTRY_TOKEN_ENV}=$(keel login --user NAME)`);
     }
-    let binary = "";
-    for (const b of bytes) binary += String.fromCharCode(b);
-    const manifest = { ...pj, _id: `${name}@${version}`, dist: { integrity, shasum, tarball: `${client.url}/${escapePackageName(name)}/-/${file.slice(file.lastIndexOf("/") + 1)}` } };
-    await registryRequest(client.url, {
-      method: "PUT",
-      path: `/${escapePackageName(name)}`,
-      token,
-      what: `the publish of ${name}@${version}`,
-      body: {
-        _id: name,
-        name,
-        "dist-tags": { [tag]: version },
-        versions: { [version]: manifest },
-        _attachments: { [file]: { content_type: "application/octet-stream", data: btoa(binary), length: bytes.byteLength } },
-      },
-    });
+    const tarballUrl = `${client.url}/${escapePackageName(name)}/-/${file.slice(file.lastIndexOf("/") + 1)}`;
+    const doc = await publishDocument({ ...pj, name, version }, bytes, { tag, tarballUrl });
+    await registryRequest(client.url, { method: "PUT", path: doc.path, token, what: `the publish of ${name}@${version}`, body: doc.body });
   }
 
   if (flags.booleans.has("json")) {
