@@ -8,6 +8,7 @@
  */
 
 import type { ToolRegistry } from "./tools/registry.ts";
+import type { HookTable } from "./hooks.ts";
 import {
   type Capability,
   formatCapability,
@@ -18,7 +19,7 @@ import {
 import { KeelError } from "./errors.ts";
 import type { Logger } from "./logger.ts";
 import { basename, dirname, isWithin, joinPath, resolvePath } from "./path.ts";
-import type { PluginContext, PluginFs } from "./plugin.ts";
+import type { PluginContext, PluginFs, PluginHooks } from "./plugin.ts";
 import type { Runtime, RuntimeFs } from "./runtime.ts";
 import type { ServiceKey, ServiceTable } from "./services.ts";
 
@@ -33,6 +34,8 @@ export interface PluginContextOptions {
   readonly fetch?: typeof fetch;
   /** The kernel's tools; absent for isolated plugins. */
   readonly tools?: ToolRegistry;
+  /** The kernel's hooks once every plugin is set up (a getter); absent for isolated plugins. */
+  readonly hooks?: () => HookTable | undefined;
 }
 
 const MAX_REDIRECTS = 20;
@@ -221,6 +224,19 @@ export async function createPluginContext(options: PluginContextOptions): Promis
         return Promise.reject(e);
       }
       return runtime!.processes!.run(program(command), opts);
+    },
+    get hooks(): PluginHooks {
+      const table = () => {
+        if (!options.hooks) throw new KeelError("E_RUNTIME_UNSUPPORTED", `Plugin "${name}" runs isolated and cannot call other plugins' hooks`);
+        const t = options.hooks();
+        if (!t) throw new KeelError("E_HOOK_NOT_READY", `Plugin "${name}" called hooks during setup; call them from "ready" or later, when every plugin is set up`);
+        return t;
+      };
+      return {
+        call: (hook, ...args) => table().call(hook, ...args),
+        callSettled: (hook, ...args) => table().callSettled(hook, ...args),
+        has: (hook) => table().has(hook),
+      };
     },
     get tools(): ToolRegistry {
       if (!options.tools) throw new KeelError("E_RUNTIME_UNSUPPORTED", `Plugin "${name}" runs isolated and cannot register tools with the kernel`);

@@ -21,6 +21,7 @@ export const ErrorCode = {
   E_PLUGIN_LOAD_FAILED: "A plugin module could not be loaded",
   E_PLUGIN_TIMEOUT: "An isolated plugin did not answer within its time limit and was killed",
   E_PLUGIN_CRASHED: "An isolated plugin's process exited (out of memory, or it crashed)",
+  E_HOOK_NOT_READY: "A plugin called hooks before every plugin was set up",
   E_PLUGIN_PROTOCOL: "An isolated plugin sent a message that breaks the host protocol",
   E_PLUGIN_DISPOSED: "A plugin was used after the kernel was disposed",
   // Capabilities

@@ -109,6 +109,32 @@ export class HookTable {
     return this.#sequential(name, handlers, args) as Promise<HookResult<K>>;
   }
 
+  /**
+   * Calls every handler of hook `name` in order, whatever its kind, and returns the failures
+   * instead of throwing: one plugin failing does not keep the others from running (the training
+   * lifecycle reports a failing plugin and goes on).
+   */
+  async callSettled<K extends HookName>(name: K, ...args: HookArgs<K>): Promise<KeelError[]> {
+    const handlers = this.#handlers.get(name);
+    if (handlers === undefined) {
+      throw new KeelError("E_HOOK_UNKNOWN", `Hook "${String(name)}" does not exist; hooks are ${HOOK_NAMES.join(", ")}`);
+    }
+    const failures: KeelError[] = [];
+    for (const h of handlers) {
+      try {
+        await (h.fn as (...a: unknown[]) => unknown)(...args);
+      } catch (e) {
+        failures.push(wrap(name, h.plugin, e));
+      }
+    }
+    return failures;
+  }
+
+  /** True when some plugin handles `name` (callers skip building arguments otherwise). */
+  has(name: HookName): boolean {
+    return (this.#handlers.get(name)?.length ?? 0) > 0;
+  }
+
   async #first(name: string, handlers: readonly HookHandler[], args: unknown[]): Promise<unknown> {
     for (const h of handlers) {
       let result: unknown;

@@ -25,4 +25,5 @@ export * from "./services.ts";
 export * from "./supervise.ts";
 export * from "./sweep.ts";
 export * from "./tools/mod.ts";
+export * from "./training.ts";
 export * from "./workflow/mod.ts";

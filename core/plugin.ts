@@ -5,8 +5,10 @@
 
 import type { ToolRegistry } from "./tools/registry.ts";
 import type { Grant } from "./capabilities.ts";
+import type { KeelError } from "./errors.ts";
 import type { Executor } from "./executor.ts";
 import type { Logger } from "./logger.ts";
+import type { CheckpointEvent, TrainingContext } from "./training.ts";
 import type { ProcessOutput, SpawnOptions, ChildProcess, DirEntry, FileInfo } from "./runtime.ts";
 import type { ServiceKey } from "./services.ts";
 
@@ -52,6 +54,25 @@ export interface HookSignatures {
   onEvent(event: KernelEvent): void | Promise<void>;
   /** On kernel dispose, in reverse plugin order. */
   dispose(): void | Promise<void>;
+  /** Training (bz's lifecycle): a run of `trainer.fit` starts, before the first epoch. */
+  onTrainingStart(ctx: TrainingContext): void | Promise<void>;
+  /** After the last epoch (or a stop, or an error that ended training). */
+  onTrainingEnd(ctx: TrainingContext): void | Promise<void>;
+  onEpochStart(ctx: TrainingContext): void | Promise<void>;
+  /** After the epoch's training and validation loops; `requestStop` here stops now. */
+  onEpochEnd(ctx: TrainingContext): void | Promise<void>;
+  onTrainingLoopStart(ctx: TrainingContext): void | Promise<void>;
+  onTrainingLoopEnd(ctx: TrainingContext): void | Promise<void>;
+  onTrainingBatchStart(ctx: TrainingContext): void | Promise<void>;
+  onTrainingBatchEnd(ctx: TrainingContext): void | Promise<void>;
+  onValidationLoopStart(ctx: TrainingContext): void | Promise<void>;
+  onValidationLoopEnd(ctx: TrainingContext): void | Promise<void>;
+  onValidationBatchStart(ctx: TrainingContext): void | Promise<void>;
+  onValidationBatchEnd(ctx: TrainingContext): void | Promise<void>;
+  /** Before the first epoch: a checkpoint plugin may restore weights, optimizer state and epoch. */
+  onLoadCheckpoint(ctx: TrainingContext, event: CheckpointEvent): void | Promise<void>;
+  /** When a checkpoint should be written (each epoch's end, and at the end). */
+  onSaveCheckpoint(ctx: TrainingContext, event: CheckpointEvent): void | Promise<void>;
 }
 
 /** The name of a hook. */
@@ -65,6 +86,20 @@ export const HOOK_KINDS = {
   afterRun: "parallel",
   onEvent: "parallel",
   dispose: "sequential",
+  onTrainingStart: "sequential",
+  onTrainingEnd: "sequential",
+  onEpochStart: "sequential",
+  onEpochEnd: "sequential",
+  onTrainingLoopStart: "sequential",
+  onTrainingLoopEnd: "sequential",
+  onTrainingBatchStart: "sequential",
+  onTrainingBatchEnd: "sequential",
+  onValidationLoopStart: "sequential",
+  onValidationLoopEnd: "sequential",
+  onValidationBatchStart: "sequential",
+  onValidationBatchEnd: "sequential",
+  onLoadCheckpoint: "sequential",
+  onSaveCheckpoint: "sequential",
 } as const satisfies Record<HookName, HookKind>;
 
 /** A hook handler, or `{ order, handler }` to run before/after the plugin-order handlers. */
@@ -83,6 +118,19 @@ export interface PluginFs {
   stat(path: string): Promise<FileInfo>;
   mkdir(path: string): Promise<void>;
   remove(path: string): Promise<void>;
+}
+
+/**
+ * Calling other plugins' hooks from a plugin (the trainer drives the training lifecycle this
+ * way). Usable once every plugin is set up (from `ready` on); before that `E_HOOK_NOT_READY`.
+ */
+export interface PluginHooks {
+  /** Calls hook `name` the way its kind says; throws what a handler throws. */
+  call<K extends HookName>(name: K, ...args: Parameters<HookSignatures[K]>): Promise<unknown>;
+  /** Calls every handler in order and returns the failures (as `E_HOOK_FAILED`), never throwing them. */
+  callSettled<K extends HookName>(name: K, ...args: Parameters<HookSignatures[K]>): Promise<KeelError[]>;
+  /** True when some plugin handles `name`. */
+  has(name: HookName): boolean;
 }
 
 /** What a plugin's `setup` receives. Every door to the outside checks the grant. */
@@ -110,6 +158,8 @@ export interface PluginContext {
    * registers its own here. Isolated plugins have none (`E_RUNTIME_UNSUPPORTED`).
    */
   readonly tools: ToolRegistry;
+  /** Other plugins' hooks; isolated plugins have none (`E_RUNTIME_UNSUPPORTED`). */
+  readonly hooks: PluginHooks;
   /** WebGPU (`gpu`), or `E_RUNTIME_UNSUPPORTED` where the host has none. */
   gpu(): GPU;
   /**
