@@ -123,6 +123,21 @@ export const ErrorCode = {
   E_REGISTRY_INTEGRITY: "A downloaded tarball does not match its integrity hash",
   E_REGISTRY_SIGNATURE: "A package version's registry signature is missing or does not verify",
   E_REGISTRY_UNREACHABLE: "The registry could not be reached or answered with a server error",
+  E_REGISTRY_STORAGE: "The registry's database or blob storage failed or is misconfigured",
+  E_TRAIN_SHAPE: "Layers of a model do not fit together, or data does not fit the model",
+  E_TRAIN_DATA: "Training data is malformed, empty, or holds NaN or Infinity",
+  E_TRAIN_LABEL_RANGE: "A class label is outside [0, classes)",
+  E_TRAIN_BATCH_SIZE: "The batch size is not a positive integer or is larger than the data",
+  E_TRAIN_NOT_FINITE: "The loss became NaN or Infinity; training stopped",
+  E_TRAIN_CONFIG: "A training option or config file is invalid",
+  E_TRAIN_CHECKPOINT: "A checkpoint is corrupt or does not match the model",
+  E_TRAIN_DEVICE_LOST: "The GPU device was lost during training",
+  E_TRAIN_LIMITS: "A tensor is larger than the adapter's buffer limits",
+  E_TRAIN_BACKEND_UNAVAILABLE: "The requested compute backend is not available on this host",
+  E_METRIC_UNKNOWN: "No metric has that name",
+  E_METRIC_INVALID: "A metric got invalid options or inputs",
+  E_ONNX_EXPORT: "A model could not be exported to ONNX",
+  E_ONNX_RUN: "onnxruntime-web could not load or run a model",
 } as const;
 
 /** A code from {@link ErrorCode}. */
