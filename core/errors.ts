@@ -133,6 +133,7 @@ export const ErrorCode = {
   E_TRAIN_CHECKPOINT: "A checkpoint is corrupt or does not match the model",
   E_TRAIN_DEVICE_LOST: "The GPU device was lost during training",
   E_TRAIN_LIMITS: "A tensor is larger than the adapter's buffer limits",
+  E_TRAIN_CANCELLED: "Training was cancelled by its caller (an AbortSignal)",
   E_TRAIN_BACKEND_UNAVAILABLE: "The requested compute backend is not available on this host",
   E_METRIC_UNKNOWN: "No metric has that name",
   E_METRIC_INVALID: "A metric got invalid options or inputs",

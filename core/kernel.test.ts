@@ -16,6 +16,7 @@ import type {
 } from "./plugin.ts";
 import type { Runtime } from "./runtime.ts";
 import { defineService } from "./services.ts";
+import type { TrainingContext } from "./training.ts";
 
 type Extra = Partial<Pick<PluginManifest, "requires" | "capabilities" | "enforce">>;
 
@@ -930,5 +931,32 @@ describe("createKernel: workflows", () => {
     } finally {
       await kernel.dispose();
     }
+  });
+});
+
+describe("plugins calling hooks (ctx.hooks)", () => {
+  test("callSettled runs every handler, returns failures as E_HOOK_FAILED, and the training hooks are sequential", async () => {
+    const log: string[] = [];
+    let driver: PluginContext | undefined;
+    const kernel = await createKernel({
+      plugins: [
+        plugin("driver", {}, (ctx) => {
+          driver = ctx;
+          assert.throws(() => ctx.hooks.has("onEpochEnd"), (e: KeelError) => e.code === "E_HOOK_NOT_READY");
+        }),
+        plugin("broken", {}, () => ({ onEpochEnd: () => { log.push("broken"); throw new Error("boom"); } })),
+        plugin("fine", {}, () => ({ onEpochEnd: (c) => { log.push(`fine:${c.epoch}`); } })),
+      ],
+    });
+    const ctx = { epoch: 3 } as unknown as TrainingContext;
+    assert.equal(driver!.hooks.has("onEpochEnd"), true);
+    assert.equal(driver!.hooks.has("onTrainingStart"), false);
+    const failures = await driver!.hooks.callSettled("onEpochEnd", ctx);
+    assert.deepEqual(log, ["broken", "fine:3"]);
+    assert.equal(failures.length, 1);
+    assert.equal(failures[0]!.code, "E_HOOK_FAILED");
+    assert.match(failures[0]!.message, /Plugin "broken" failed in hook "onEpochEnd": boom/);
+    await assert.rejects(driver!.hooks.call("onEpochEnd", ctx), (e: KeelError) => e.code === "E_HOOK_FAILED");
+    await kernel.dispose();
   });
 });

@@ -1,0 +1,74 @@
+import { describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { createKernel, type MetricValues, type TrainingContext } from "../../core/mod.ts";
+import { createConsolePlugin, progressLine, summaryTable } from "./mod.ts";
+
+function context(): TrainingContext {
+  let stopReason: string | undefined;
+  return {
+    epoch: 0, epochs: 2, step: 0, batch: 0, trainingBatches: 4, validationBatches: 1,
+    trainingLossTotal: 0, trainingBatchCount: 0, validationLossTotal: 0, validationBatchCount: 0,
+    trainingMetrics: {} as MetricValues, validationMetrics: {} as MetricValues, history: [],
+    hyperparameters: { batchSize: 32, optimizer: "adam", lr: 0.001, loss: "cross-entropy" }, extra: {},
+    samplesSeen: 0, samplesPerEpoch: 128, epochStartedAt: 1_000_000, backend: { name: "cpu", device: "test cpu" },
+    get shouldStop() { return stopReason !== undefined; },
+    get stopReason() { return stopReason; },
+    requestStop(reason: string) { stopReason ??= reason; },
+    model: { spec: {}, getWeights: () => Promise.resolve({}), setWeights: () => {} },
+    optimizer: { name: "adam", getState: () => Promise.resolve({ config: {}, step: 0, buffers: {} }), setState: () => {} },
+  };
+}
+
+describe("console plugin", () => {
+  test("the bar shows progress, loss, samples/s and ETA", () => {
+    const ctx = context();
+    ctx.trainingBatchCount = 2;
+    ctx.samplesSeen = 64;
+    ctx.extra["lastLoss"] = 0.5;
+    const line = progressLine(ctx, { width: 8, now: 1_000_000 + 2000 });
+    assert.equal(line, "epoch 1/2 [████····] 2/4  loss 0.5000  32 samples/s  ETA 2.0s");
+  });
+
+  test("prints a start line, a line per epoch, the stop reason and a summary table", async () => {
+    const lines: string[] = [];
+    const kernel = await createKernel({ plugins: [createConsolePlugin({ write: (t) => lines.push(t), tty: false })] });
+    const ctx = context();
+    await kernel.callHook("onTrainingStart", ctx);
+    for (let epoch = 0; epoch < 2; epoch++) {
+      ctx.epoch = epoch;
+      ctx.trainingBatchCount = 4;
+      ctx.samplesSeen = 128;
+      ctx.trainingMetrics = { loss: 1 / (epoch + 1), accuracy: 0.5 + epoch / 4 };
+      ctx.validationMetrics = { loss: 1.5 / (epoch + 1), accuracy: 0.4 + epoch / 4 };
+      ctx.history.push({ epoch, training: ctx.trainingMetrics, validation: ctx.validationMetrics, seconds: 2 });
+      for (let b = 0; b < 4; b++) await kernel.callHook("onTrainingBatchEnd", ctx);
+      await kernel.callHook("onEpochEnd", ctx);
+    }
+    ctx.requestStop("early stopping: test");
+    await kernel.callHook("onTrainingEnd", ctx);
+    await kernel.dispose();
+    const text = lines.join("");
+    assert.match(lines[0]!, /^Training on cpu \(test cpu\): 2 epochs × 4 batches of 32, adam lr 0.001, loss cross-entropy\n$/);
+    assert.match(text, /epoch 1\/2 \[█+\] 4\/4  loss 1\.0000  accuracy 0\.5000  val_loss 1\.5000  val_accuracy 0\.4000  64 samples\/s  2\.0s\n/);
+    assert.match(text, /epoch 2\/2 .* accuracy 0\.7500 /);
+    assert.match(text, /Stopped: early stopping: test\n/);
+    assert.doesNotMatch(text, /\r/, "no in-place redraw when not a terminal");
+    const table = summaryTable(ctx).split("\n");
+    assert.deepEqual(table[0]!.trim().split(/\s+/), ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "time"]);
+    assert.equal(table.length, 4);
+  });
+
+  test("redraws in place on a terminal", async () => {
+    const lines: string[] = [];
+    const kernel = await createKernel({ plugins: [createConsolePlugin({ write: (t) => lines.push(t), tty: true, intervalMs: 0 })] });
+    const ctx = context();
+    ctx.trainingBatchCount = 1;
+    await kernel.callHook("onTrainingBatchEnd", ctx);
+    await kernel.dispose();
+    assert.match(lines[0]!, /^\repoch 1\/2 .*\x1b\[K$/);
+  });
+
+  test("summary of a run with no finished epoch", () => {
+    assert.equal(summaryTable(context()), "No epoch finished");
+  });
+});
