@@ -138,7 +138,8 @@ export const ErrorCode = {
   E_METRIC_UNKNOWN: "No metric has that name",
   E_METRIC_INVALID: "A metric got invalid options or inputs",
   E_ONNX_EXPORT: "A model could not be exported to ONNX",
-  E_ONNX_RUN: "onnxruntime-web could not load or run a model",
+  E_ONNX_RUN: "The ONNX runtime (onnxruntime-web) could not load or run a model",
+  E_TENSORBOARD_RECORD: "A TensorBoard event file has a truncated record, a CRC mismatch or a malformed event",
 } as const;
 
 /** A code from {@link ErrorCode}. */
