@@ -94,6 +94,20 @@ export const EXEC_FLAGS = {
   json: "boolean",
 } as const satisfies FlagSpec;
 
+/** The flags `keel train` takes besides the common ones. */
+export const TRAIN_FLAGS = {
+  backend: "string",
+  epochs: "string",
+  "batch-size": "string",
+  lr: "string",
+  seed: "string",
+  "no-resume": "boolean",
+  "checkpoint-dir": "string",
+  logdir: "string",
+  "export-onnx": "string",
+  json: "boolean",
+} as const satisfies FlagSpec;
+
 /** The flags `keel executor` takes besides the common ones. */
 export const EXECUTOR_FLAGS = {
   port: "string",
@@ -124,6 +138,8 @@ export const REGISTRY_FLAGS = {
   "public-url": "string",
   signup: "string",
   "require-keel": "boolean",
+  db: "string",
+  storage: "string",
   user: "string",
   scope: "string",
   "package-scope": "string",
@@ -173,6 +189,7 @@ export const COMMAND_FLAGS: Readonly<Record<string, FlagSpec>> = {
   plugins: PLUGINS_FLAGS,
   workflow: WORKFLOW_FLAGS,
   exec: EXEC_FLAGS,
+  train: TRAIN_FLAGS,
   executor: EXECUTOR_FLAGS,
   mcp: MCP_FLAGS,
   registry: REGISTRY_FLAGS,

@@ -4,7 +4,8 @@
  * show|validate|check`, `keel plugins`, `keel workflow run|validate|status|list|resume`, `keel exec`
  * (code mode), `keel executor serve`, `keel mcp serve`, `keel registry serve|token`, `keel add`
  * / `keel remove` (plugins from a registry, recorded in `keel.lock`), and `keel publish`,
- * `keel search`, `keel info`, `keel login` (the npm protocol, thin).
+ * `keel search`, `keel info`, `keel login` (the npm protocol, thin), and `keel train <config>`
+ * (the WebGPU/CPU trainer).
  *
  * Runs on Deno (`deno task keel`, the `./keel` launcher) and on Bun (`bun cli/main.ts`); the
  * runtime adapter is picked with `detectRuntime()`. Exit codes: 0 ok, 1 an error (a KeelError
@@ -44,6 +45,7 @@ type PublishModule = typeof import("./commands/publish.ts");
 type SearchModule = typeof import("./commands/search.ts");
 type InfoModule = typeof import("./commands/info.ts");
 type LoginModule = typeof import("./commands/login.ts");
+type TrainModule = typeof import("./commands/train.ts");
 
 /**
  * Imports a module of the CLI when it is first needed. The specifier is computed on purpose:
@@ -74,6 +76,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<CliCommand>>> = {
   search: async () => (await load<SearchModule>("./commands/search.ts")).SEARCH_COMMAND,
   info: async () => (await load<InfoModule>("./commands/info.ts")).INFO_COMMAND,
   login: async () => (await load<LoginModule>("./commands/login.ts")).LOGIN_COMMAND,
+  train: async () => (await load<TrainModule>("./commands/train.ts")).TRAIN_COMMAND,
 };
 
 function usage(message: string): KeelError {

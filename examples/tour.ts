@@ -10,11 +10,19 @@
  *    kernel's tools, and watch it refuse a file read and stop an endless loop;
  * 8. the registry: start one, publish a plugin to it, install it with `keel add`'s checks
  *    (integrity, signature, capability approval) and load it from keel.lock, isolated;
- * 9. shut everything down.
+ * 9. training: an MLP on real MNIST digits with the trainer plugin (WebGPU when an adapter
+ *    exists, else the CPU), metrics computed on the device, console progress and early stopping,
+ *    then the model exported to ONNX and checked against onnxruntime-web;
+ * 10. shut everything down.
  * @module
  */
 
 import process from "node:process";
+import { createConsolePlugin } from "../plugins/console/mod.ts";
+import { createEarlyStoppingPlugin } from "../plugins/early-stopping/mod.ts";
+import metrics from "../plugins/metrics/mod.ts";
+import { createOnnxSession, exportOnnx } from "../plugins/onnx/mod.ts";
+import { adam, createTrainerPlugin, dense, dropout, loadMnist, relu, selectBackend, sequential, trainerService } from "../plugins/trainer/mod.ts";
 import { createConsola } from "consola";
 import {
   createKernel,
@@ -130,6 +138,56 @@ async function registryTour(runtime: Awaited<ReturnType<typeof detectRuntime>>, 
     await server.close();
     await registry?.close();
     await runtime.fs!.remove(work);
+  }
+}
+
+async function trainingTour(runtime: Awaited<ReturnType<typeof detectRuntime>>, logger: Logger): Promise<void> {
+  const backend = await selectBackend({ backend: "auto", logger });
+  consola.info(`Training on ${backend.name}: ${backend.device}${backend.name === "webgpu" ? ` (matmul kernels: ${backend.kernels})` : ""}`);
+  const kernel = await createKernel({
+    runtime,
+    logger,
+    plugins: [
+      metrics,
+      createTrainerPlugin({ use: backend }),
+      createConsolePlugin({ write: (text) => runtime.writeStderr(text) }),
+      createEarlyStoppingPlugin({ monitor: "val_accuracy", patience: 2, restoreBestWeights: true }),
+    ],
+  });
+  try {
+    const { train, test } = await loadMnist({ train: 3000, test: 1000 });
+    const model = sequential([dense(784, 128), relu(), dropout(0.1), dense(128, 10)]);
+    const trainer = kernel.services.get(trainerService);
+    const result = await trainer.fit(model, {
+      data: train,
+      validation: { fraction: 0.1 },
+      loss: "cross-entropy",
+      optimizer: adam({ lr: 2e-3 }),
+      epochs: 3,
+      batchSize: 64,
+      metrics: ["accuracy", { name: "f1_score", options: { average: "macro" } }],
+      seed: 7,
+    });
+    const scores = await trainer.evaluate(model, test, { loss: "cross-entropy", metrics: ["accuracy"] });
+    consola.success(
+      `${result.epochsRun} epochs at ${Math.round(result.samplesPerSecond).toLocaleString("en-US")} samples/s; ` +
+        `held-out test accuracy ${(scores["accuracy"]! * 100).toFixed(1)}% on 1,000 digits it never saw`,
+    );
+    const onnx = exportOnnx(model.spec, await model.getWeights());
+    const session = await createOnnxSession(onnx);
+    try {
+      const rows = 16;
+      const x = test.x.subarray(0, rows * 784);
+      const ours = await model.predict(x);
+      const theirs = await session.run(x, rows);
+      const diff = ours.reduce((m, v, i) => Math.max(m, Math.abs(v - theirs[i]!)), 0);
+      consola.success(`Exported to ONNX (${onnx.length.toLocaleString("en-US")} bytes); onnxruntime-web agrees on ${rows} digits within ${diff.toExponential(1)}`);
+    } finally {
+      await session.close();
+    }
+  } finally {
+    await kernel.dispose();
+    backend.destroy();
   }
 }
 
@@ -276,12 +334,15 @@ async function tour(): Promise<void> {
 
     consola.start("8. The registry: publish a plugin, keel add it, load it from keel.lock");
     await registryTour(runtime, logger);
+
+    consola.start("9. Training: an MLP on real MNIST digits, metrics on the device, ONNX export");
+    await trainingTour(runtime, logger);
   } finally {
-    consola.start("9. Dispose");
+    consola.start("10. Dispose");
     await kernel.dispose();
   }
   consola.success(
-    "Done. Next: ./keel --help, ./keel run examples/hello/hello.ts --set name=Ada, ./keel workflow run examples/workflows/numbers.yaml, ./keel exec examples/code-mode/plan.js --tool examples/code-mode/tools.ts",
+    "Done. Next: ./keel --help, ./keel run examples/hello/hello.ts --set name=Ada, ./keel workflow run examples/workflows/numbers.yaml, ./keel exec examples/code-mode/plan.js --tool examples/code-mode/tools.ts, ./keel train examples/train/mnist.config.ts",
   );
 }
 
