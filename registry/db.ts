@@ -12,7 +12,9 @@
  * are not on the hot path go through drizzle's `sqlite-proxy`; the document read and the token
  * lookup are prepared SQL too.
  *
- * The interface is asynchronous so that a Postgres driver can implement it later.
+ * The interface is asynchronous so that `db-postgres.ts` implements it on Postgres too; the rules both
+ * enforce alike (version order, look-alike names, errors) are in `_db-rules.ts`, and
+ * `_db-conformance.ts` is the suite both pass.
  * @module
  */
 
@@ -21,6 +23,26 @@ import { drizzle, type SqliteRemoteDatabase } from "drizzle-orm/sqlite-proxy";
 import { type ErrorCodeName, KeelError } from "../core/errors.ts";
 import type { Runtime, SqliteHandle, SqlValue } from "../core/runtime.ts";
 import { rollbackQuietly, SQLITE, sqliteProxy, sqliteResultCode } from "../core/runtime-support.ts";
+import {
+  batchName,
+  cannotPublish,
+  compareVersions,
+  danglingTagProblem,
+  emptyPackageProblem,
+  latestOf,
+  lookAlike,
+  manifestProblem,
+  noSuchPackage,
+  noSuchVersion,
+  notOwner,
+  noVersionToTag,
+  scopeTaken,
+  tooManyVersions,
+  unpublishTooLate,
+  utcDay,
+  versionExists,
+  yankedTag,
+} from "./_db-rules.ts";
 import { confusableKey, splitName } from "./_names.ts";
 import { APPLICATION_ID, downloads, MIGRATE_1_TO_2, SCHEMA_SQL, SCHEMA_VERSION, tokens, users } from "./schema.ts";
 
@@ -152,7 +174,12 @@ export interface SearchHit {
   readonly publisher: string;
 }
 
-/** The registry's storage. Every method may fail with an `E_STORE_*` error when the file does. */
+/**
+ * The registry's storage: SQLite (`createRegistryDb`, `openRegistryDb`) or Postgres
+ * (`openPostgresRegistryDb` in `db-postgres.ts`), which pass one suite (`_db-conformance.ts`).
+ * Every method may fail with an `E_STORE_*` error when the database does, and on Postgres with
+ * `E_REGISTRY_STORAGE` when the server cannot be reached.
+ */
 export interface RegistryDb {
   /** The package's revision, or undefined when no such package exists: the documents' cache key. */
   rev(name: string): Promise<number | undefined>;
@@ -170,6 +197,13 @@ export interface RegistryDb {
    * is a look-alike of another package's, `E_REGISTRY_TOO_LARGE` past `maxVersions`.
    */
   publish(record: PublishRecord, actor: Actor): Promise<number>;
+  /**
+   * Publishes versions of one package, in order, as one transaction: all of them or none. The
+   * result and the errors are those of calling {@link RegistryDb.publish} for each in turn.
+   * Optional: {@link publishAll} falls back to one `publish` after another.
+   * @throws {RangeError} when `records` is empty or names more than one package.
+   */
+  publishMany?(records: readonly PublishRecord[], actor: Actor): Promise<number>;
   /** Sets (a string) or clears (null) `deprecated` on versions; returns how many changed. */
   deprecate(name: string, changes: ReadonlyMap<string, string | null>, actor: Actor): Promise<number>;
   /** Points a tag at a live, unyanked version. */
@@ -201,9 +235,21 @@ export interface RegistryDb {
   listTokens(user: string): Promise<TokenRecord[]>;
   /** Deletes a token by id or hash; false when there was none. */
   revokeToken(idOrHash: string, user?: string): Promise<boolean>;
-  /** Problems found by SQLite's integrity check and the registry's own invariants; empty when sound. */
+  /** Problems found by the database's own checks (SQLite's integrity check) and the registry's invariants; empty when sound. */
   check(): Promise<string[]>;
   close(): Promise<void>;
+}
+
+/**
+ * Publishes `records` (versions of one package, in order) through `publishMany` where the database
+ * has it, else one by one; returns the package's new revision.
+ */
+export async function publishAll(db: RegistryDb, records: readonly PublishRecord[], actor: Actor): Promise<number> {
+  if (db.publishMany !== undefined) return await db.publishMany(records, actor);
+  batchName(records);
+  let rev = 0;
+  for (const r of records) rev = await db.publish(r, actor);
+  return rev;
 }
 
 /** Any SQLite failure as a coded error that says what to do. */
@@ -231,14 +277,6 @@ function dbError(e: unknown, what: string): KeelError {
 function isUniqueViolation(e: unknown): boolean {
   const message = e instanceof Error ? e.message : String(e);
   return /UNIQUE constraint failed|PRIMARY KEY constraint/i.test(message);
-}
-
-function forbidden(message: string, details: Record<string, unknown> = {}): KeelError {
-  return new KeelError("E_REGISTRY_FORBIDDEN", message, { details });
-}
-
-function notFound(message: string): KeelError {
-  return new KeelError("E_REGISTRY_NOT_FOUND", message);
 }
 
 const VERSION_COLUMNS =
@@ -328,38 +366,7 @@ function toToken(row: unknown[]): TokenRecord {
   };
 }
 
-/** Compares two semver strings for an ascending sort (build metadata is never stored, so this is total). */
-export function compareVersions(a: string, b: string): number {
-  const pa = a.split(/[-+]/)[0]!.split(".").map(Number);
-  const pb = b.split(/[-+]/)[0]!.split(".").map(Number);
-  for (let i = 0; i < 3; i++) {
-    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
-    if (d !== 0) return d;
-  }
-  const ra = a.includes("-") ? a.slice(a.indexOf("-") + 1) : undefined;
-  const rb = b.includes("-") ? b.slice(b.indexOf("-") + 1) : undefined;
-  if (ra === undefined || rb === undefined) return ra === rb ? 0 : ra === undefined ? 1 : -1;
-  const xa = ra.split(".");
-  const xb = rb.split(".");
-  for (let i = 0; i < Math.max(xa.length, xb.length); i++) {
-    const ia = xa[i];
-    const ib = xb[i];
-    if (ia === undefined) return -1;
-    if (ib === undefined) return 1;
-    const na = /^\d+$/.test(ia);
-    const nb = /^\d+$/.test(ib);
-    if (na && nb) {
-      const d = Number(ia) - Number(ib);
-      if (d !== 0) return d;
-    } else if (na !== nb) return na ? -1 : 1;
-    else if (ia !== ib) return ia < ib ? -1 : 1;
-  }
-  return 0;
-}
-
-function utcDay(at: number): string {
-  return new Date(at).toISOString().slice(0, 10);
-}
+export { compareVersions };
 
 /**
  * Creates the registry's storage on an open SQLite handle: checks or creates the schema (WAL,
@@ -485,12 +492,8 @@ class SqliteRegistryDb implements RegistryDb {
   /** The owner check every write makes inside its transaction. */
   #requireOwner(h: SqliteHandle, name: string, actor: Actor): void {
     const row = h.values(SQL.owner, [name])[0];
-    if (row === undefined) throw notFound(`No package "${name}" is in this registry`);
-    if (!actor.admin && str(row[0]) !== actor.user) {
-      throw forbidden(`"${actor.user}" does not own "${name}" (its owner is "${str(row[0])}"); ask the owner, or use an admin token`, {
-        package: name,
-      });
-    }
+    if (row === undefined) throw noSuchPackage(name);
+    if (!actor.admin && str(row[0]) !== actor.user) throw notOwner(actor.user, name, str(row[0]));
   }
 
   #bump(h: SqliteHandle, name: string, at: number): number {
@@ -542,69 +545,67 @@ class SqliteRegistryDb implements RegistryDb {
   }
 
   publish(r: PublishRecord, actor: Actor): Promise<number> {
-    return this.#write(`publishing ${r.name}@${r.version}`, (h) => {
-      const owner = h.values(SQL.owner, [r.name])[0];
-      if (owner === undefined) {
-        const parts = splitName(r.name);
-        const scope = parts?.scope ?? null;
-        if (scope !== null && !actor.admin) {
-          const owners = h.values("SELECT DISTINCT owner FROM packages WHERE scope = ?", [scope]).map((x) => str(x[0]));
-          if (owners.length > 0 && !owners.includes(actor.user)) {
-            throw forbidden(`The scope "@${scope}" belongs to ${owners.map((o) => `"${o}"`).join(", ")}; ask them, or use an admin token`, {
-              package: r.name,
-              scope,
-            });
-          }
-        }
-        const key = confusableKey(r.name);
-        const clash = h.values("SELECT name FROM packages WHERE confusable = ?", [key])[0];
-        if (clash !== undefined) {
-          throw forbidden(`"${r.name}" is too similar to the existing package "${str(clash[0])}" (they differ only in case, "-", "." or "_"); choose another name`, {
-            package: r.name,
-            similar: str(clash[0]),
-          });
-        }
-        h.run(
-          `INSERT INTO packages (${PACKAGE_COLUMNS}, confusable) VALUES (?, ?, ?, ?, ?, 0, NULL, NULL, NULL, ?)`,
-          [r.name, scope, actor.user, r.at, r.at, key],
-        );
-      } else if (!actor.admin && str(owner[0]) !== actor.user) {
-        throw forbidden(`"${actor.user}" cannot publish "${r.name}": it belongs to "${str(owner[0])}"`, { package: r.name });
-      }
-      // Rows are never deleted (an unpublished version keeps its row), so seq counts versions, through an index.
-      const maxSeq = Number(h.values("SELECT COALESCE(MAX(seq), 0) FROM versions WHERE name = ?", [r.name])[0]?.[0] ?? 0);
-      const count = maxSeq;
-      if (count >= r.maxVersions) {
-        throw new KeelError("E_REGISTRY_TOO_LARGE", `"${r.name}" has ${count} versions, the most one package may have here; publish under a new name, or ask the registry's admin to raise the limit`, {
-          details: { package: r.name, limit: r.maxVersions },
-        });
-      }
-      try {
-        h.run(
-          `INSERT INTO versions (${VERSION_COLUMNS}, unpublished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, NULL)`,
-          [r.name, r.version, maxSeq + 1, r.manifest, r.abbreviated, r.readme, r.integrity, r.shasum, r.size, r.unpackedSize, r.fileCount, r.signatures, r.blobKey, r.at, actor.user, r.quality ?? null],
-        );
-      } catch (e) {
-        if (isUniqueViolation(e)) {
-          throw new KeelError("E_REGISTRY_VERSION_EXISTS", `${r.name}@${r.version} was published before, and versions are immutable; bump the version and publish again`, {
-            details: { package: r.name, version: r.version },
-          });
-        }
-        throw e;
-      }
-      for (const tag of r.tags) {
-        h.run("INSERT INTO dist_tags (name, tag, version) VALUES (?, ?, ?) ON CONFLICT (name, tag) DO UPDATE SET version = excluded.version", [r.name, tag, r.version]);
-      }
-      if (r.tags.includes("latest")) {
-        h.run("UPDATE packages SET description = ?, keywords = ?, capabilities = ? WHERE name = ?", [
-          r.description,
-          r.keywords === null ? null : JSON.stringify(r.keywords),
-          r.capabilities === null ? null : JSON.stringify(r.capabilities),
-          r.name,
-        ]);
-      }
-      return this.#bump(h, r.name, r.at);
+    return this.#write(`publishing ${r.name}@${r.version}`, (h) => this.#publishOne(h, r, actor));
+  }
+
+  publishMany(records: readonly PublishRecord[], actor: Actor): Promise<number> {
+    let name: string;
+    try {
+      name = batchName(records);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.#write(`publishing ${records.length} versions of ${name}`, (h) => {
+      let rev = 0;
+      for (const r of records) rev = this.#publishOne(h, r, actor);
+      return rev;
     });
+  }
+
+  #publishOne(h: SqliteHandle, r: PublishRecord, actor: Actor): number {
+    const owner = h.values(SQL.owner, [r.name])[0];
+    if (owner === undefined) {
+      const parts = splitName(r.name);
+      const scope = parts?.scope ?? null;
+      if (scope !== null && !actor.admin) {
+        const owners = h.values("SELECT DISTINCT owner FROM packages WHERE scope = ?", [scope]).map((x) => str(x[0]));
+        if (owners.length > 0 && !owners.includes(actor.user)) throw scopeTaken(r.name, scope, owners);
+      }
+      const key = confusableKey(r.name);
+      const clash = h.values("SELECT name FROM packages WHERE confusable = ?", [key])[0];
+      if (clash !== undefined) throw lookAlike(r.name, str(clash[0]));
+      h.run(
+        `INSERT INTO packages (${PACKAGE_COLUMNS}, confusable) VALUES (?, ?, ?, ?, ?, 0, NULL, NULL, NULL, ?)`,
+        [r.name, scope, actor.user, r.at, r.at, key],
+      );
+    } else if (!actor.admin && str(owner[0]) !== actor.user) {
+      throw cannotPublish(actor.user, r.name, str(owner[0]));
+    }
+    // Rows are never deleted (an unpublished version keeps its row), so seq counts versions, through an index.
+    const maxSeq = Number(h.values("SELECT COALESCE(MAX(seq), 0) FROM versions WHERE name = ?", [r.name])[0]?.[0] ?? 0);
+    const count = maxSeq;
+    if (count >= r.maxVersions) throw tooManyVersions(r.name, count, r.maxVersions);
+    try {
+      h.run(
+        `INSERT INTO versions (${VERSION_COLUMNS}, unpublished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, NULL)`,
+        [r.name, r.version, maxSeq + 1, r.manifest, r.abbreviated, r.readme, r.integrity, r.shasum, r.size, r.unpackedSize, r.fileCount, r.signatures, r.blobKey, r.at, actor.user, r.quality ?? null],
+      );
+    } catch (e) {
+      if (isUniqueViolation(e)) throw versionExists(r.name, r.version);
+      throw e;
+    }
+    for (const tag of r.tags) {
+      h.run("INSERT INTO dist_tags (name, tag, version) VALUES (?, ?, ?) ON CONFLICT (name, tag) DO UPDATE SET version = excluded.version", [r.name, tag, r.version]);
+    }
+    if (r.tags.includes("latest")) {
+      h.run("UPDATE packages SET description = ?, keywords = ?, capabilities = ? WHERE name = ?", [
+        r.description,
+        r.keywords === null ? null : JSON.stringify(r.keywords),
+        r.capabilities === null ? null : JSON.stringify(r.capabilities),
+        r.name,
+      ]);
+    }
+    return this.#bump(h, r.name, r.at);
   }
 
   deprecate(name: string, changes: ReadonlyMap<string, string | null>, actor: Actor): Promise<number> {
@@ -626,8 +627,8 @@ class SqliteRegistryDb implements RegistryDb {
     return this.#write(`tagging ${name}@${version}`, (h) => {
       this.#requireOwner(h, name, actor);
       const row = h.values("SELECT yanked_at FROM versions WHERE name = ? AND version = ? AND unpublished_at IS NULL", [name, version])[0];
-      if (row === undefined) throw notFound(`${name} has no version ${version}; tag a published version`);
-      if (row[0] !== null) throw forbidden(`${name}@${version} is yanked; restore it first, or tag another version`);
+      if (row === undefined) throw noVersionToTag(name, version);
+      if (row[0] !== null) throw yankedTag(name, version);
       h.run("INSERT INTO dist_tags (name, tag, version) VALUES (?, ?, ?) ON CONFLICT (name, tag) DO UPDATE SET version = excluded.version", [name, tag, version]);
       this.#bump(h, name, Date.now());
     });
@@ -648,7 +649,7 @@ class SqliteRegistryDb implements RegistryDb {
       const changed = reason === null
         ? h.run("UPDATE versions SET yanked_at = NULL, yank_reason = NULL WHERE name = ? AND version = ? AND unpublished_at IS NULL", [name, version]).changes
         : h.run("UPDATE versions SET yanked_at = ?, yank_reason = ? WHERE name = ? AND version = ? AND unpublished_at IS NULL", [at, reason, name, version]).changes;
-      if (changed === 0) throw notFound(`${name} has no version ${version}`);
+      if (changed === 0) throw noSuchVersion(name, version);
       this.#bump(h, name, at);
     });
   }
@@ -659,25 +660,17 @@ class SqliteRegistryDb implements RegistryDb {
       const keys = new Set<string>();
       for (const version of list) {
         const row = h.values("SELECT published_at, blob_key FROM versions WHERE name = ? AND version = ? AND unpublished_at IS NULL", [name, version])[0];
-        if (row === undefined) throw notFound(`${name} has no version ${version}`);
+        if (row === undefined) throw noSuchVersion(name, version);
         const age = options.at - Number(row[0]);
-        if (age > options.windowMs) {
-          throw forbidden(
-            `${name}@${version} was published ${Math.floor(age / 3_600_000)} hours ago; versions can be unpublished only within ${Math.round(options.windowMs / 3_600_000)} hours. Yank it instead (PUT /-/keel/yank/<package>/<version>): that hides it from resolution but keeps existing installs working`,
-            { package: name, version },
-          );
-        }
+        if (age > options.windowMs) throw unpublishTooLate(name, version, age, options.windowMs);
         h.run("UPDATE versions SET unpublished_at = ? WHERE name = ? AND version = ?", [options.at, name, version]);
         h.run("DELETE FROM dist_tags WHERE name = ? AND version = ?", [name, version]);
         keys.add(str(row[1]));
       }
       const live = h.values("SELECT version FROM versions WHERE name = ? AND unpublished_at IS NULL", [name]).map((r) => str(r[0]));
       const hasLatest = h.values("SELECT 1 FROM dist_tags WHERE name = ? AND tag = 'latest'", [name]).length > 0;
-      if (!hasLatest && live.length > 0) {
-        const releases = live.filter((v) => !v.includes("-"));
-        const best = (releases.length > 0 ? releases : live).sort(compareVersions).at(-1)!;
-        h.run("INSERT INTO dist_tags (name, tag, version) VALUES (?, 'latest', ?)", [name, best]);
-      }
+      const best = hasLatest ? undefined : latestOf(live);
+      if (best !== undefined) h.run("INSERT INTO dist_tags (name, tag, version) VALUES (?, 'latest', ?)", [name, best]);
       this.#bump(h, name, options.at);
       return [...keys].filter((key) => h.values("SELECT 1 FROM versions WHERE blob_key = ? AND unpublished_at IS NULL", [key]).length === 0);
     });
@@ -807,17 +800,13 @@ class SqliteRegistryDb implements RegistryDb {
       out.push(...h.values("PRAGMA foreign_key_check").map((r) => `foreign key: ${r.map(String).join(" ")}`));
       for (const [name, tag, version] of h.values(
         "SELECT t.name, t.tag, t.version FROM dist_tags t LEFT JOIN versions v ON v.name = t.name AND v.version = t.version AND v.unpublished_at IS NULL WHERE v.version IS NULL",
-      )) out.push(`dist-tag ${str(name)}@${str(tag)} points at ${str(version)}, which is not a live version`);
+      )) out.push(danglingTagProblem(str(name), str(tag), str(version)));
       for (const [id, manifest, abbreviated] of h.values("SELECT name || '@' || version, manifest, abbreviated FROM versions")) {
-        try {
-          JSON.parse(str(manifest));
-          JSON.parse(str(abbreviated));
-        } catch {
-          out.push(`the manifest of ${str(id)} is not JSON`);
-        }
+        const problem = manifestProblem(str(id), str(manifest), str(abbreviated));
+        if (problem !== undefined) out.push(problem);
       }
       for (const [name] of h.values("SELECT p.name FROM packages p WHERE NOT EXISTS (SELECT 1 FROM versions v WHERE v.name = p.name)")) {
-        out.push(`package ${str(name)} has no versions at all (a publish was half-written)`);
+        out.push(emptyPackageProblem(str(name)));
       }
       return out;
     });

@@ -5,7 +5,7 @@
  * {@link SCHEMA_SQL} creates exactly what is declared here. Timestamps are milliseconds since
  * the epoch; JSON columns hold `JSON.stringify` text. Nothing here is SQLite-only but the
  * `WITHOUT ROWID` clause of the DDL: the same tables map onto Postgres (`text`, `bigint`,
- * `jsonb`) for a registry that outgrows one file; that driver is not written yet.
+ * `jsonb`) for a registry that outgrows one file: `schema-pg.ts` and `db-postgres.ts`.
  * @module
  */
 
