@@ -199,7 +199,7 @@ describe("checkpoint plugin", () => {
     assert.deepEqual(fresh.optState().config, { lr: 0.001, beta1: 0.9 });
     assert.deepEqual(fresh.history.map((h) => h.epoch), [0, 1, 2]);
     assert.deepEqual(fresh.history, ctx.history);
-    assert.ok(second.logger.lines.some((l) => l.level === "info" && /Resumed from checkpoint "epoch-0002.json" at epoch 2/.test(l.message)));
+    assert.ok(second.logger.lines.some((l) => l.level === "info" && /Resumed from checkpoint "epoch-0002.json": 3 epochs done, continuing at epoch 4/.test(l.message)));
 
     // It goes on from there and "final" does not rewrite an epoch it saved.
     for (; fresh.epoch < 5; fresh.epoch++) {

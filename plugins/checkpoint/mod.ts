@@ -363,7 +363,7 @@ export function createCheckpointPlugin(options: CheckpointOptions): Plugin {
           }
           const fellBack = skipped.length ? ` (after skipping damaged ${skipped.map((s) => `"${s}"`).join(", ")})` : "";
           const log = skipped.length ? logger.warn.bind(logger) : logger.info.bind(logger);
-          log(`Resumed from checkpoint "${found.file}" at epoch ${found.sidecar.epoch}, step ${found.sidecar.step}${fellBack}`, {
+          log(`Resumed from checkpoint "${found.file}": ${found.sidecar.epoch + 1} epoch${found.sidecar.epoch === 0 ? "" : "s"} done, continuing at epoch ${found.sidecar.epoch + 2} (step ${found.sidecar.step})${fellBack}`, {
             file: found.file,
             epoch: found.sidecar.epoch,
             skipped,

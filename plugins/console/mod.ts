@@ -92,9 +92,6 @@ export function createConsolePlugin(options: ConsoleOptions = {}): Plugin {
             `${String(h["optimizer"])} lr ${String(h["lr"] ?? "")}, loss ${String(h["loss"])}\n`,
         );
       },
-      onLoadCheckpoint(ctx) {
-        if (ctx.epoch > 0) write(`Resumed at epoch ${ctx.epoch + 1} (step ${ctx.step})\n`);
-      },
       onTrainingBatchEnd(ctx) {
         if (!tty) return;
         const now = Date.now();

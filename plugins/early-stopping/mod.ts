@@ -99,7 +99,7 @@ export function createEarlyStoppingPlugin(options: EarlyStoppingOptions = {}): P
             `early stopping: "${monitor}" did not improve for ${state.wait} epoch${state.wait === 1 ? "" : "s"} ` +
               `(best ${state.best.toPrecision(5)} at epoch ${(state.bestEpoch ?? -1) + 1}${state.bestEpoch === undefined ? ", baseline" : ""})`,
           );
-          ctx.logger.info(training.stopReason ?? "early stopping");
+          ctx.logger.debug(training.stopReason ?? "early stopping");
         }
       },
       onTrainingEnd(training) {
