@@ -8,7 +8,10 @@ import { type Dataset, fromArrays } from "./data.ts";
 import { adam, createTrainerPlugin, dense, dropout, relu, sequential, sgd, trainerService } from "./mod.ts";
 import { createRng } from "./rng.ts";
 import { createTrainer } from "./trainer.ts";
-import { createWebGpuBackend, isWebGpuAvailable } from "./webgpu/mod.ts";
+import { createWebGpuBackend, isWebGpuAvailable, webGpuTestHooks } from "./webgpu/mod.ts";
+import { createCheckpointPlugin } from "../checkpoint/mod.ts";
+import { fromFileUrl } from "../../core/mod.ts";
+import { detectRuntime } from "../../runtimes/mod.ts";
 
 /** Three Gaussian blobs in 4 dimensions: easy, but not trivially separable by one feature. */
 function blobs(rows: number, seed: number): Dataset {
@@ -181,6 +184,40 @@ describe("trainer.fit on the CPU backend", () => {
     );
   });
 
+  test("a loss that becomes NaN keeps the last good checkpoint", async () => {
+    const runtime = await detectRuntime();
+    const dir = await runtime.fs!.realPath(await runtime.fs!.makeTempDir("keel-nan-"));
+    try {
+      const poison = definePlugin({
+        name: "poison",
+        version: "1.0.0",
+        kernel: "^1",
+        setup: () => ({
+          async onEpochStart(ctx) {
+            if (ctx.epoch !== 2) return;
+            const weights = await ctx.model.getWeights();
+            for (const w of Object.values(weights)) w.data.fill(Number.POSITIVE_INFINITY);
+            ctx.model.setWeights(weights);
+          },
+        }),
+      });
+      const kernel = await createKernel({
+        runtime,
+        plugins: [createTrainerPlugin({ use: cpu }), createCheckpointPlugin({ dir }), poison],
+        grants: { checkpoint: [`read:${dir}`, `write:${dir}`] },
+      });
+      await assert.rejects(
+        kernel.services.get(trainerService).fit(model(), { data: blobs(90, 12), loss: "cross-entropy", epochs: 5, batchSize: 30 }),
+        (e: unknown) => KeelError.is(e, "E_TRAIN_NOT_FINITE"),
+      );
+      await kernel.dispose();
+      const names = (await runtime.fs!.readDir(dir)).map((e) => e.name).sort();
+      assert.deepEqual(names, ["epoch-0000.json", "epoch-0000.safetensors", "epoch-0001.json", "epoch-0001.safetensors"]);
+    } finally {
+      await runtime.fs!.remove(dir);
+    }
+  });
+
   test("regression with mse and mae metrics", async () => {
     const rng = createRng(9);
     const x: number[][] = [];
@@ -244,6 +281,54 @@ describe("the same model on WebGPU and on the CPU", () => {
         assert.ok(rel < 2e-3, `step ${i}: cpu ${onCpu[i]} vs webgpu ${onGpu[i]} (relative ${rel})`);
       }
       assert.ok(onCpu.at(-1)! < onCpu[0]! / 2, "and it learned");
+    } finally {
+      gpu.destroy();
+    }
+  });
+
+  test("a GPU device lost mid-epoch stops training with E_TRAIN_DEVICE_LOST, and hooks still see the end", async (t) => {
+    if (!(await isWebGpuAvailable())) {
+      t.diagnostic("no WebGPU adapter on this host");
+      return;
+    }
+    const gpu = await createWebGpuBackend();
+    const log: string[] = [];
+    const kernel = await createKernel({
+      plugins: [
+        createTrainerPlugin({ use: gpu }),
+        recorder(log, {
+          onTrainingBatchEnd: (ctx) => {
+            if (ctx.epoch === 0 && ctx.batch === 3) webGpuTestHooks(gpu)._device.destroy();
+          },
+        }),
+      ],
+    });
+    try {
+      await assert.rejects(
+        kernel.services.get(trainerService).fit(model(), { data: blobs(300, 13), loss: "cross-entropy", epochs: 2, batchSize: 30, lossReadEvery: 2 }),
+        (e: unknown) => KeelError.is(e, "E_TRAIN_DEVICE_LOST"),
+      );
+      assert.equal(log.at(-1), "onTrainingEnd:0");
+      assert.ok(!log.includes("onEpochEnd:0"), "the lost epoch did not finish");
+    } finally {
+      await kernel.dispose();
+      gpu.destroy();
+    }
+  });
+
+  test("a layer over the adapter's buffer limits is refused clearly", async (t) => {
+    if (!(await isWebGpuAvailable())) {
+      t.diagnostic("no WebGPU adapter on this host");
+      return;
+    }
+    const gpu = await createWebGpuBackend();
+    try {
+      const big = sequential([dense(4, 40_000_000), relu(), dense(40_000_000, 3)]);
+      const trainer = createTrainer({ backend: gpu });
+      await assert.rejects(
+        trainer.fit(big, { data: blobs(30, 14), loss: "cross-entropy", epochs: 1, batchSize: 10 }),
+        (e: unknown) => KeelError.is(e, "E_TRAIN_LIMITS") && /maxStorageBufferBindingSize/.test((e as Error).message),
+      );
     } finally {
       gpu.destroy();
     }

@@ -263,8 +263,13 @@ export function createTrainer(options: TrainerOptions): Trainer {
     return values;
   }
 
-  function raceLost<T>(backend: Backend, p: Promise<T>): Promise<T> {
-    return Promise.race([p, backend.lost.then((e) => Promise.reject(e))]);
+  async function raceLost<T>(backend: Backend, p: Promise<T>): Promise<T> {
+    try {
+      return await Promise.race([p, backend.lost.then((e) => Promise.reject(e))]);
+    } catch (e) {
+      // A destroyed device fails the read before `lost` settles: ask it, briefly.
+      throw (await lostWithin(backend, 250)) ?? e;
+    }
   }
 
   async function runValidation(
@@ -460,6 +465,8 @@ export function createTrainer(options: TrainerOptions): Trainer {
               optimizer.step(clip !== undefined ? { clipGradNorm: clip } : {});
             } catch (e) {
               if (KeelError.is(e) && (e.code === "E_TRAIN_DEVICE_LOST" || e.code === "E_TRAIN_LIMITS")) throw e;
+              const lost = await lostWithin(backend, 250);
+              if (lost) throw lost;
               skippedBatches++;
               logger?.warn(`Training batch ${batch.index} of epoch ${epoch + 1} failed and was skipped: ${errorMessage(e)}`);
               continue;
@@ -604,6 +611,17 @@ export function createTrainer(options: TrainerOptions): Trainer {
       backendPromise = undefined;
     },
   };
+}
+
+/** The device-lost error when `backend.lost` rejects within `ms`, else undefined. */
+function lostWithin(backend: Backend, ms: number): Promise<KeelError | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const wait = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, ms)));
+  const lost = backend.lost.then(
+    () => undefined,
+    (e: unknown) => KeelError.is(e) ? e : new KeelError("E_TRAIN_DEVICE_LOST", `The GPU device was lost: ${errorMessage(e)}; resume with --backend cpu`, { cause: e }),
+  );
+  return Promise.race([lost, wait]).finally(() => clearTimeout(timer));
 }
 
 function notFinite(epoch: number, step: number, value: number): KeelError {
