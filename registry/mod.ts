@@ -6,9 +6,9 @@
  *   `tarballs/` (a folder blob store) and `signing-key.json` (the ECDSA P-256 key that signs
  *   every version, made on first start), and returns the Hono app to serve.
  * - {@link createRegistryApp} builds the app from parts: any {@link RegistryDb}, any
- *   {@link BlobStore}, any signing keys. The storage is SQLite today; the schema and the
- *   `RegistryDb` interface are kept so that a Postgres database and S3-compatible blob storage
- *   can replace them (neither is written yet).
+ *   {@link BlobStore}, any signing keys. `openRegistry` takes a `db` (e.g. Postgres, from
+ *   `db-postgres.ts`) and `blobs` (e.g. {@link createS3BlobStore}) in place of the embedded ones;
+ *   {@link parseStorageOption} and {@link parseDbOption} read them from `--storage` and `--db`.
  *
  * Protocol coverage, the yank and unpublish rules, and the error format are described in
  * `app.ts`.
@@ -33,6 +33,8 @@ export type { IssueTokenOptions } from "./_auth.ts";
 export { type KeelField, validateKeelField } from "./keel-field.ts";
 export { confusableKey, nameProblem } from "./_names.ts";
 export { type BlobStore, createFolderBlobStore, createMemoryBlobStore } from "./blobs.ts";
+export { createS3BlobStore, type S3BlobStoreOptions } from "./blobs-s3.ts";
+export { type DbSpec, describeDb, describeStorage, maskUrl, openBlobStore, parseDbOption, parseStorageOption, type StorageEnv, type StorageSpec } from "./storage-url.ts";
 export { generateSigningKey, importSigningKey, keysDocument, type SigningKey, signVersion, verifyVersionSignature } from "./signing.ts";
 export { integrityOf, packTarball, readPackageTarball } from "./tarball.ts";
 
@@ -44,6 +46,13 @@ export interface OpenRegistryOptions extends Omit<RegistryAppOptions, "db" | "bl
   /** The public URL clients use; tarball URLs are built from it. */
   readonly baseUrl: string;
   readonly logger?: Logger;
+  /**
+   * The database, in place of `registry.db` in the folder. It is not closed by
+   * {@link OpenRegistry.close}: whoever opened it closes it.
+   */
+  readonly db?: RegistryDb;
+  /** Where tarballs go, in place of `tarballs/` in the folder (which still holds the signing key). */
+  readonly blobs?: BlobStore;
 }
 
 /** An open registry: the app to serve and what it runs on. */
@@ -54,7 +63,7 @@ export interface OpenRegistry {
   readonly signingKeys: readonly SigningKey[];
   /** The absolute folder. */
   readonly dir: string;
-  /** Closes the database (stop the server first). */
+  /** Closes the database it opened, if it opened one (stop the server first). */
   close(): Promise<void>;
 }
 
@@ -98,23 +107,25 @@ export async function loadSigningKeys(runtime: Runtime, dir: string): Promise<Si
 
 /**
  * Opens the registry kept in `dir` (creating it on first start): `registry.db`, `tarballs/`
- * and `signing-key.json`.
+ * and `signing-key.json`. With `db` or `blobs` given, the folder keeps only the rest (always
+ * the signing key).
  * @throws {KeelError} `E_RUNTIME_UNSUPPORTED` without SQLite or files; `E_STORE_*` for a
  * database or key file that cannot be used.
  */
 export async function openRegistry(options: OpenRegistryOptions): Promise<OpenRegistry> {
-  const { runtime, dir: given, baseUrl, ...appOptions } = options;
+  const { runtime, dir: given, baseUrl, db: givenDb, blobs: givenBlobs, ...appOptions } = options;
   const dir = runtime.resolvePath(given);
   if (runtime.fs === undefined) throw new KeelError("E_RUNTIME_UNSUPPORTED", `The ${runtime.name} runtime has no file access for a registry folder`);
-  await runtime.fs.mkdir(`${dir}/tarballs`);
+  await runtime.fs.mkdir(givenBlobs === undefined ? `${dir}/tarballs` : dir);
   const signingKeys = await loadSigningKeys(runtime, dir);
-  const db = await openRegistryDb(runtime, `${dir}/registry.db`);
-  const blobs = createFolderBlobStore({ runtime, dir: `${dir}/tarballs` });
+  const db = givenDb ?? await openRegistryDb(runtime, `${dir}/registry.db`);
+  const close = givenDb === undefined ? () => db.close() : () => Promise.resolve();
+  const blobs = givenBlobs ?? createFolderBlobStore({ runtime, dir: `${dir}/tarballs` });
   try {
     const app = createRegistryApp({ ...appOptions, db, blobs, signingKeys, baseUrl });
-    return { app, db, blobs, signingKeys, dir, close: () => db.close() };
+    return { app, db, blobs, signingKeys, dir, close };
   } catch (e) {
-    await db.close();
+    await close();
     throw e;
   }
 }

@@ -9,13 +9,33 @@
  * listens on), never from request headers; set it once to the URL clients use, since lockfiles
  * record tarball URLs. It runs until SIGINT or SIGTERM, then stops the server, closes the database
  * and exits 0.
+ *
+ * `--db` puts the database elsewhere: another SQLite file, or Postgres (`postgres://...`, with an
+ * optional `?schema=`); the token actions take it too. `--storage` puts tarballs in another
+ * folder or an S3-compatible bucket (`s3://bucket/prefix?endpoint=...`, credentials from
+ * `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`). The signing key stays in `--dir`.
  * @module
  */
 
 import type { ArgsDef } from "citty";
 import { editDistance } from "../../core/edit-distance.ts";
 import { KeelError, type Server } from "../../core/mod.ts";
-import { issueToken, openRegistry, openRegistryDb, type RegistryDb, TOKEN_SCOPES, type TokenScope } from "../../registry/mod.ts";
+import {
+  type BlobStore,
+  type DbSpec,
+  describeDb,
+  describeStorage,
+  issueToken,
+  openBlobStore,
+  openRegistry,
+  openRegistryDb,
+  parseDbOption,
+  parseStorageOption,
+  type RegistryDb,
+  type StorageSpec,
+  TOKEN_SCOPES,
+  type TokenScope,
+} from "../../registry/mod.ts";
 import type { CliCommand, CliEnv } from "../env.ts";
 import { allValues, integerFlag, lastValue } from "../flags.ts";
 import { untilSignal } from "./signals.ts";
@@ -40,7 +60,8 @@ const ACTION_HELP = [
   "//host:port/:_authToken=<token>. token list --user NAME; token revoke <id>.",
   "",
   "Files (--dir, default .keel/registry): registry.db (SQLite), tarballs/, signing-key.json",
-  "(the key that signs every version; keep it secret and backed up).",
+  "(the key that signs every version; keep it secret and backed up). --db and --storage move the",
+  "database and the tarballs elsewhere (Postgres, S3); the signing key stays in --dir.",
 ].join("\n" + " ".repeat(12));
 
 const REGISTRY_ARGS = {
@@ -55,11 +76,23 @@ const REGISTRY_ARGS = {
   },
   signup: { type: "string", valueHint: "open|closed", description: "serve: whether npm adduser may create users (default open on a loopback address, closed otherwise)" },
   "require-keel": { type: "boolean", description: 'serve: refuse packages without a "keel" field (a plugins-only registry)' },
+  db: {
+    type: "string",
+    valueHint: "path|url",
+    description:
+      "serve, token: the database: a SQLite file (default <dir>/registry.db), or postgres://USER:PASSWORD@HOST:5432/DB[?schema=NAME] (tables are made on first use)",
+  },
+  storage: {
+    type: "string",
+    valueHint: "path|url",
+    description:
+      "serve: where tarballs go: a folder (default <dir>/tarballs) or file:///path, or s3://BUCKET/PREFIX?endpoint=URL&region=REGION with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) set",
+  },
   user: { type: "string", valueHint: "name", description: "token: the user the token acts as" },
   scope: { type: "string", valueHint: "scope", description: 'token create: "read", "publish" or "admin" (each includes the ones before)' },
   "package-scope": { type: "string", valueHint: "@scope", description: "token create: limit the token to packages of one scope, e.g. @acme" },
   expires: { type: "string", valueHint: "days", description: "token create: days until the token expires (default never)" },
-  json: { type: "boolean", description: "Print JSON on stdout (serve: { url, publicUrl, dir } once listening)" },
+  json: { type: "boolean", description: "Print JSON on stdout (serve: { url, publicUrl, dir, db, storage } once listening)" },
   debug: { type: "boolean", description: "Print stack traces and debug lines (also KEEL_DEBUG=1)" },
 } as const satisfies ArgsDef;
 
@@ -91,10 +124,47 @@ function registryDir(env: CliEnv): string {
   return env.runtime.resolvePath(lastValue(env.flags, "dir") ?? DEFAULT_REGISTRY_DIR);
 }
 
+/** `--db` parsed, with a relative SQLite path resolved; the folder's registry.db without it. */
+function dbSpec(env: CliEnv): DbSpec {
+  const given = lastValue(env.flags, "db");
+  if (given === undefined) return { kind: "sqlite", path: `${registryDir(env)}/registry.db` };
+  const spec = parseDbOption(given);
+  return spec.kind === "sqlite" ? { kind: "sqlite", path: env.runtime.resolvePath(spec.path) } : spec;
+}
+
+/** `--storage` parsed, with a relative folder resolved; the folder's tarballs/ without it. */
+function storageSpec(env: CliEnv): StorageSpec {
+  const given = lastValue(env.flags, "storage");
+  if (given === undefined) return { kind: "folder", dir: `${registryDir(env)}/tarballs` };
+  const spec = parseStorageOption(given, env.runtime.env);
+  return spec.kind === "folder" ? { kind: "folder", dir: env.runtime.resolvePath(spec.dir) } : spec;
+}
+
+type PostgresModule = typeof import("../../registry/db-postgres.ts");
+
+/** Opens the database `spec` names. Postgres' driver is loaded only when asked for. */
+async function openDb(env: CliEnv, spec: DbSpec): Promise<RegistryDb> {
+  if (spec.kind === "sqlite") return await openRegistryDb(env.runtime, spec.path);
+  // A computed specifier, so that Deno loads the driver only for a Postgres --db.
+  const { openPostgresRegistryDb } = await import(new URL("../../registry/db-postgres.ts", import.meta.url).href) as PostgresModule;
+  try {
+    return await openPostgresRegistryDb(spec.url, spec.schema === undefined ? {} : { schema: spec.schema });
+  } catch (e) {
+    if (KeelError.is(e)) throw e;
+    const password = URL.canParse(spec.url) ? decodeURIComponent(new URL(spec.url).password) : "";
+    const said = e instanceof Error ? e.message : String(e);
+    throw new KeelError(
+      "E_REGISTRY_STORAGE",
+      `Cannot open the registry database ${describeDb(spec)} (${password === "" ? said : said.split(password).join("***")}): check the --db URL and that Postgres is running`,
+      { cause: e },
+    );
+  }
+}
+
 async function serve(env: CliEnv, extra: readonly string[]): Promise<void> {
   const { runtime, flags } = env;
   if (extra.length > 0) throw usage(`keel registry serve takes no arguments, got ${extra.map((e) => `"${e}"`).join(", ")}`);
-  onlyFlags(env, ["port", "host", "dir", "public-url", "signup", "require-keel"], "keel registry serve");
+  onlyFlags(env, ["port", "host", "dir", "public-url", "signup", "require-keel", "db", "storage"], "keel registry serve");
   if (runtime.serve === undefined) throw new KeelError("E_RUNTIME_UNSUPPORTED", `keel registry serve needs a runtime that can serve HTTP; ${runtime.name} cannot`);
   const hostname = lastValue(flags, "host") ?? "127.0.0.1";
   const port = integerFlag(flags, "port", 0) ?? DEFAULT_REGISTRY_PORT;
@@ -116,6 +186,11 @@ async function serve(env: CliEnv, extra: readonly string[]): Promise<void> {
   const loopback = LOOPBACK.has(hostname);
   const signup = signupFlag === undefined ? loopback : signupFlag === "open";
   const dir = registryDir(env);
+  // Bad --db and --storage values fail here, before anything listens.
+  const givenDb = lastValue(flags, "db") === undefined ? undefined : dbSpec(env);
+  const givenStorage = lastValue(flags, "storage") === undefined ? undefined : storageSpec(env);
+  const dbText = describeDb(givenDb ?? dbSpec(env));
+  const storageText = describeStorage(givenStorage ?? storageSpec(env));
 
   // The app needs the public URL, which may need the port, which needs the server: bind first.
   let handler: (request: Request) => Response | Promise<Response> = () =>
@@ -123,6 +198,7 @@ async function serve(env: CliEnv, extra: readonly string[]): Promise<void> {
   const signals = untilSignal(runtime);
   let server: Server | undefined;
   let close: (() => Promise<void>) | undefined;
+  let db: RegistryDb | undefined;
   try {
     try {
       server = await runtime.serve((request) => handler(request), { hostname, port });
@@ -130,23 +206,42 @@ async function serve(env: CliEnv, extra: readonly string[]): Promise<void> {
       throw new KeelError("E_RUNTIME_UNSUPPORTED", `Cannot listen on ${hostname}:${port} (${e instanceof Error ? e.message : String(e)}); pick another --port, or stop what holds it`, { cause: e });
     }
     const baseUrl = (publicUrl ?? server.url).replace(/\/+$/, "");
-    const registry = await openRegistry({ runtime, dir, baseUrl, logger: env.logger, signup, requireKeelField: flags.booleans.has("require-keel") });
+    if (givenDb !== undefined) db = await openDb(env, givenDb);
+    let blobs: BlobStore | undefined;
+    if (givenStorage !== undefined) {
+      blobs = openBlobStore(givenStorage, runtime);
+      // One read now, so a missing bucket or wrong credentials stop the start, not a publish.
+      await blobs.has(".keel-startup-check");
+    }
+    const registry = await openRegistry({
+      runtime,
+      dir,
+      baseUrl,
+      logger: env.logger,
+      signup,
+      requireKeelField: flags.booleans.has("require-keel"),
+      ...(db === undefined ? {} : { db }),
+      ...(blobs === undefined ? {} : { blobs }),
+    });
     close = registry.close;
     handler = registry.app.fetch;
     if (!loopback) env.out.warn(`Listening on ${hostname}: other machines can reach this registry; HTTP is plain: put TLS in front`);
-    env.out.success(`Registry listening on ${server.url} (public URL ${baseUrl}, folder ${dir}, sign-up ${signup ? "open" : "closed"}); Ctrl-C to stop`);
-    if (flags.booleans.has("json")) await runtime.writeStdout(JSON.stringify({ url: server.url, publicUrl: baseUrl, dir }) + "\n");
+    env.out.success(
+      `Registry listening on ${server.url} (public URL ${baseUrl}, folder ${dir}, database ${dbText}, storage ${storageText}, sign-up ${signup ? "open" : "closed"}); Ctrl-C to stop`,
+    );
+    if (flags.booleans.has("json")) await runtime.writeStdout(JSON.stringify({ url: server.url, publicUrl: baseUrl, dir, db: dbText, storage: storageText }) + "\n");
     const sig = await signals.done;
     env.out.info(`${sig}: stopping the registry`);
   } finally {
     signals.stop();
     await server?.close();
     await close?.();
+    await db?.close();
   }
 }
 
 async function withDb<T>(env: CliEnv, fn: (db: RegistryDb) => Promise<T>): Promise<T> {
-  const db = await openRegistryDb(env.runtime, `${registryDir(env)}/registry.db`);
+  const db = await openDb(env, dbSpec(env));
   try {
     return await fn(db);
   } finally {
@@ -167,7 +262,7 @@ async function token(env: CliEnv, rest: readonly string[]): Promise<void> {
   const json = env.flags.booleans.has("json");
   if (action === "create") {
     if (extra.length > 0) throw usage(`keel registry token create takes no arguments, got ${extra.map((e) => `"${e}"`).join(", ")}`);
-    onlyFlags(env, ["dir", "user", "scope", "package-scope", "expires"], "keel registry token create");
+    onlyFlags(env, ["dir", "db", "user", "scope", "package-scope", "expires"], "keel registry token create");
     const user = requiredUser(env, "keel registry token create");
     const scope = lastValue(env.flags, "scope");
     if (scope === undefined) throw usage(`keel registry token create needs --scope ${TOKEN_SCOPES.join("|")}`);
@@ -197,7 +292,7 @@ async function token(env: CliEnv, rest: readonly string[]): Promise<void> {
   }
   if (action === "list") {
     if (extra.length > 0) throw usage("keel registry token list takes no arguments");
-    onlyFlags(env, ["dir", "user"], "keel registry token list");
+    onlyFlags(env, ["dir", "db", "user"], "keel registry token list");
     const user = requiredUser(env, "keel registry token list");
     const list = await withDb(env, (db) => db.listTokens(user));
     if (json) {
@@ -212,7 +307,7 @@ async function token(env: CliEnv, rest: readonly string[]): Promise<void> {
   }
   const [id, ...more] = extra;
   if (id === undefined || more.length > 0) throw usage("keel registry token revoke takes one token id (see keel registry token list --user NAME)");
-  onlyFlags(env, ["dir"], "keel registry token revoke");
+  onlyFlags(env, ["dir", "db"], "keel registry token revoke");
   const removed = await withDb(env, (db) => db.revokeToken(id));
   if (!removed) throw new KeelError("E_REGISTRY_NOT_FOUND", `No token has the id "${id}"; list them with keel registry token list --user NAME`);
   env.out.success(`Revoked token ${id}`);
