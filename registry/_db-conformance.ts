@@ -427,6 +427,9 @@ export function testRegistryDb(name: string, open: () => Promise<RegistryDb>, cl
         db.countDownload("popular", "1.1.0", day2),
       ]);
       assert.deepEqual(await db.downloads("popular"), { "1.0.0": 3, "1.1.0": 1 });
+      // The app writes a second's downloads as one increment.
+      await db.countDownload("popular", "1.1.0", day2, 41);
+      assert.deepEqual(await db.downloads("popular"), { "1.0.0": 3, "1.1.0": 42 });
       assert.deepEqual(await db.downloads("nonexistent-pkg"), {});
     });
 

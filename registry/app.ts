@@ -149,7 +149,55 @@ export interface RegistryAppOptions {
 export type RegistryApp = Hono<{ Variables: Vars }> & {
   /** Drops every cached document (another process wrote the database); normally not needed. */
   clearCache(): void;
+  /**
+   * Writes the download counts kept in memory (they are written in one batch a second, not one
+   * write per download). `openRegistry`'s `close()` calls it; call it before closing a database
+   * you passed in yourself.
+   */
+  flushDownloads(): Promise<void>;
 };
+
+/** How often counted downloads are written, in ms. */
+const DOWNLOAD_FLUSH_MS = 1000;
+
+/**
+ * Download counts gathered in memory and written as one increment per version and day: a
+ * tarball served costs a Map update instead of a database write.
+ */
+function createDownloadCounter(db: RegistryDb, logger: Logger | undefined) {
+  let pending = new Map<string, { name: string; version: string; at: number; count: number }>();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let writing: Promise<void> = Promise.resolve();
+  const write = async (batch: typeof pending) => {
+    for (const { name, version, at, count } of batch.values()) {
+      try {
+        await db.countDownload(name, version, at, count);
+      } catch (e) {
+        logger?.warn(`Could not count ${count} download${count === 1 ? "" : "s"} of ${name}@${version}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+  };
+  const flush = (): Promise<void> => {
+    if (timer !== undefined) clearTimeout(timer);
+    timer = undefined;
+    if (pending.size > 0) {
+      const batch = pending;
+      pending = new Map();
+      writing = writing.then(() => write(batch));
+    }
+    return writing;
+  };
+  return {
+    count(name: string, version: string, at: number): void {
+      const key = `${name}\0${version}\0${Math.floor(at / 86_400_000)}`;
+      const entry = pending.get(key);
+      if (entry) entry.count++;
+      else pending.set(key, { name, version, at, count: 1 });
+      timer ??= setTimeout(() => void flush(), DOWNLOAD_FLUSH_MS);
+    },
+    flush,
+  };
+}
 
 type Vars = { identity: Identity | undefined };
 
@@ -601,6 +649,7 @@ export function createRegistryApp(options: RegistryAppOptions): RegistryApp {
   const limits = resolveLimits(options.limits);
   const logger = options.logger ?? createSilentLogger();
   const now = options.now ?? Date.now;
+  const downloads = createDownloadCounter(db, logger);
   const signup = options.signup ?? true;
   const publicRead = options.publicRead ?? true;
   const iterations = options.passwordIterations ?? PASSWORD_ITERATIONS;
@@ -1141,6 +1190,7 @@ export function createRegistryApp(options: RegistryAppOptions): RegistryApp {
       const { name, rest: after } = packagePath(rest);
       if (after.length !== 0) throw notFound("Downloads live at /-/keel/downloads/<package>");
       if ((await db.rev(name)) === undefined) throw notFound(`No package "${name}" is in this registry`);
+      await downloads.flush();
       const perVersion = await db.downloads(name);
       return c.json({ package: name, total: Object.values(perVersion).reduce((a, b) => a + b, 0), versions: perVersion });
     }
@@ -1154,6 +1204,7 @@ export function createRegistryApp(options: RegistryAppOptions): RegistryApp {
   });
   app.route(WEB_PATH, createWebApp({
     db,
+    flushDownloads: () => downloads.flush(),
     baseUrl,
     logger,
     readPackage: async (name) => {
@@ -1302,7 +1353,7 @@ export function createRegistryApp(options: RegistryAppOptions): RegistryApp {
       throw new HttpFailure(500, "E_STORE_CORRUPT", `The tarball of ${name}@${version} is missing from the blob store (${blobs.name}); restore it from a backup`);
     }
     if (withBody) {
-      db.countDownload(name, version, now()).catch((e: unknown) => logger.warn(`Could not count a download of ${name}@${version}: ${e instanceof Error ? e.message : String(e)}`));
+      downloads.count(name, version, now());
     }
     return new Response(bytes as Uint8Array<ArrayBuffer>, { headers: { ...headers, "content-length": String(bytes.byteLength) } });
   }
@@ -1312,5 +1363,6 @@ export function createRegistryApp(options: RegistryAppOptions): RegistryApp {
       cache.clear();
       cachedBytes = 0;
     },
+    flushDownloads: () => downloads.flush(),
   }) as RegistryApp;
 }

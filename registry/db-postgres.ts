@@ -620,10 +620,10 @@ class PostgresRegistryDb implements RegistryDb {
     return this.#read("reading a version", async (sql) => (await sql`SELECT 1 FROM versions WHERE blob_key = ${key} LIMIT 1`).length > 0);
   }
 
-  countDownload(name: string, version: string, at: number): Promise<void> {
+  countDownload(name: string, version: string, at: number, count = 1): Promise<void> {
     return this.#read("counting a download", async (sql) => {
-      await sql`INSERT INTO downloads (name, version, day, count) VALUES (${name}, ${version}, ${utcDay(at)}, 1)
-                ON CONFLICT (name, version, day) DO UPDATE SET count = downloads.count + 1`;
+      await sql`INSERT INTO downloads (name, version, day, count) VALUES (${name}, ${version}, ${utcDay(at)}, ${count})
+                ON CONFLICT (name, version, day) DO UPDATE SET count = downloads.count + excluded.count`;
     });
   }
 

@@ -220,8 +220,8 @@ export interface RegistryDb {
   unpublish(name: string, versions: readonly string[], actor: Actor, options: { at: number; windowMs: number }): Promise<string[]>;
   /** True when any version row (unpublished ones included) names this blob. */
   blobReferenced(key: string): Promise<boolean>;
-  /** Counts one download of a version today (UTC). */
-  countDownload(name: string, version: string, at: number): Promise<void>;
+  /** Counts `count` (default 1) downloads of a version on the UTC day of `at`. */
+  countDownload(name: string, version: string, at: number, count?: number): Promise<void>;
   /** Downloads per version, all time. */
   downloads(name: string): Promise<Record<string, number>>;
   search(query: SearchQuery): Promise<{ total: number; hits: SearchHit[] }>;
@@ -294,7 +294,7 @@ const SQL = {
   bump: "UPDATE packages SET rev = rev + 1, modified_at = ? WHERE name = ? RETURNING rev",
   token: "SELECT id, user, scope, package_scope, created_at, expires_at, description FROM tokens WHERE hash = ?",
   countDownload:
-    "INSERT INTO downloads (name, version, day, count) VALUES (?, ?, ?, 1) ON CONFLICT (name, version, day) DO UPDATE SET count = count + 1",
+    "INSERT INTO downloads (name, version, day, count) VALUES (?, ?, ?, ?) ON CONFLICT (name, version, day) DO UPDATE SET count = count + excluded.count",
 } as const;
 
 function str(v: unknown): string {
@@ -680,9 +680,9 @@ class SqliteRegistryDb implements RegistryDb {
     return this.#read("reading a version", (h) => h.values("SELECT 1 FROM versions WHERE blob_key = ? LIMIT 1", [key]).length > 0);
   }
 
-  countDownload(name: string, version: string, at: number): Promise<void> {
+  countDownload(name: string, version: string, at: number, count = 1): Promise<void> {
     return this.#write("counting a download", (h) => {
-      h.run(SQL.countDownload, [name, version, utcDay(at)]);
+      h.run(SQL.countDownload, [name, version, utcDay(at), count]);
     });
   }
 

@@ -123,7 +123,13 @@ export async function openRegistry(options: OpenRegistryOptions): Promise<OpenRe
   const blobs = givenBlobs ?? createFolderBlobStore({ runtime, dir: `${dir}/tarballs` });
   try {
     const app = createRegistryApp({ ...appOptions, db, blobs, signingKeys, baseUrl });
-    return { app, db, blobs, signingKeys, dir, close };
+    return {
+      app, db, blobs, signingKeys, dir,
+      close: async () => {
+        await app.flushDownloads();
+        await close();
+      },
+    };
   } catch (e) {
     await close();
     throw e;

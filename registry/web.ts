@@ -42,6 +42,8 @@ export interface WebPackage {
 /** Options for {@link createWebApp}. */
 export interface WebAppOptions {
   readonly db: RegistryDb;
+  /** Writes download counts held in memory before pages read them. */
+  readonly flushDownloads?: () => Promise<void>;
   /** The registry's public URL; links are built under its path. */
   readonly baseUrl: string;
   /** The package's live data (the app passes its cached documents'); undefined when it has none. */
@@ -331,7 +333,7 @@ export function createWebApp(options: WebAppOptions): Hono {
   }
 
   async function hitItem(hit: SearchHit): Promise<Html> {
-    const [v, downloads] = await Promise.all([db.getVersion(hit.pkg.name, hit.version), db.downloads(hit.pkg.name)]);
+    const [v, downloads] = await Promise.all([db.getVersion(hit.pkg.name, hit.version), options.flushDownloads?.().then(() => db.downloads(hit.pkg.name)) ?? db.downloads(hit.pkg.name)]);
     const report = v === undefined ? undefined : reportOf(v);
     const total = Object.values(downloads).reduce((a, b) => a + b, 0);
     const keywords = (hit.pkg.keywords ?? []).slice(0, 12);
@@ -426,6 +428,7 @@ ${hit.pkg.description === null ? "" : h`<p class="desc">${hit.pkg.description}</
     const latest = snapshot.versions.find((v) => v.version === tags.latest) ?? snapshot.versions.at(-1);
     const shown = wanted === undefined ? latest : snapshot.versions.find((v) => v.version === wanted);
     if (shown === undefined) return errorPage(404, "Version not found", `${name} has no version "${(wanted ?? "").slice(0, 100)}".`);
+    await options.flushDownloads?.();
     const downloads = await db.downloads(name);
     return respond(packagePage(pkg, shown, shown === latest, downloads));
   });
