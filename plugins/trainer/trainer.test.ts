@@ -10,7 +10,6 @@ import { createRng } from "./rng.ts";
 import { createTrainer } from "./trainer.ts";
 import { createWebGpuBackend, isWebGpuAvailable, webGpuTestHooks } from "./webgpu/mod.ts";
 import { createCheckpointPlugin } from "../checkpoint/mod.ts";
-import { fromFileUrl } from "../../core/mod.ts";
 import { detectRuntime } from "../../runtimes/mod.ts";
 
 /** Three Gaussian blobs in 4 dimensions: easy, but not trivially separable by one feature. */
