@@ -616,7 +616,7 @@ export function createTrainer(options: TrainerOptions): Trainer {
 /** The device-lost error when `backend.lost` rejects within `ms`, else undefined. */
 function lostWithin(backend: Backend, ms: number): Promise<KeelError | undefined> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const wait = new Promise<undefined>((resolve) => (timer = setTimeout(resolve, ms)));
+  const wait = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)));
   const lost = backend.lost.then(
     () => undefined,
     (e: unknown) => KeelError.is(e) ? e : new KeelError("E_TRAIN_DEVICE_LOST", `The GPU device was lost: ${errorMessage(e)}; resume with --backend cpu`, { cause: e }),
