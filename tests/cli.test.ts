@@ -343,6 +343,11 @@ describe("the tour", () => {
     assert.match(text, /Code that loops forever: E_SANDBOX_TIMEOUT/);
     assert.match(text, /keel add without approval: E_CAPABILITY_DENIED/);
     assert.match(text, /\[tour-greeter\] Hello, Ada, from process \d+/);
+    assert.match(text, /Training on (webgpu|cpu): /);
+    assert.match(text, /epoch 3\/3 \[█+\] 43\/43 .*val_accuracy 0\.\d{4}/);
+    const accuracy = Number(/held-out test accuracy ([\d.]+)%/.exec(text)?.[1]);
+    assert.ok(accuracy > 85, `the tour's MNIST model reaches ${accuracy}% on held-out digits`);
+    assert.match(text, /onnxruntime-web agrees on 16 digits within \d\.\de-[5-9]/);
   });
 
   test("bun examples/tour.ts exits 0", SLOW, async () => {
@@ -355,5 +360,6 @@ describe("the tour", () => {
     assert.equal(r.code, 0, explain(r));
     assert.match(r.stdout + r.stderr, /E_CAPABILITY_DENIED/);
     assert.match(r.stdout + r.stderr, /\[tour-greeter\] Hello, Ada, from process \d+/);
+    assert.match(r.stdout + r.stderr, /onnxruntime-web agrees on 16 digits/);
   });
 });
