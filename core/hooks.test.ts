@@ -122,6 +122,21 @@ describe("HOOK_KINDS", () => {
       afterRun: "parallel",
       onEvent: "parallel",
       dispose: "sequential",
+      // bz's training lifecycle: each one in order, plugin after plugin.
+      onTrainingStart: "sequential",
+      onTrainingEnd: "sequential",
+      onEpochStart: "sequential",
+      onEpochEnd: "sequential",
+      onTrainingLoopStart: "sequential",
+      onTrainingLoopEnd: "sequential",
+      onTrainingBatchStart: "sequential",
+      onTrainingBatchEnd: "sequential",
+      onValidationLoopStart: "sequential",
+      onValidationLoopEnd: "sequential",
+      onValidationBatchStart: "sequential",
+      onValidationBatchEnd: "sequential",
+      onLoadCheckpoint: "sequential",
+      onSaveCheckpoint: "sequential",
     });
     assert.deepEqual(HOOK_NAMES, Object.keys(HOOK_KINDS));
   });

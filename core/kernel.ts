@@ -288,7 +288,7 @@ export async function createKernel(options: KernelOptions = {}): Promise<Kernel>
   const services = new ServiceTable();
   const tools = createToolRegistry();
   let codeExecutor: CodeExecutor | undefined;
-  let hookTable: HookTable | undefined;
+  const booted: { table?: HookTable } = {};
   const setUp: { plugin: string; hooks: Hooks; close?: () => Promise<void> }[] = [];
   const infos: PluginInfo[] = [];
 
@@ -329,7 +329,7 @@ export async function createKernel(options: KernelOptions = {}): Promise<Kernel>
         setUp.push({ plugin: name, hooks: hooks as Hooks, close: () => handle.close() });
         infos.push(info(c, "loaded", [], handle.hooks));
       } else {
-        const ctx = await createPluginContext({ name, grant, logger: log, runtime, services, tools, hooks: () => hookTable });
+        const ctx = await createPluginContext({ name, grant, logger: log, runtime, services, tools, hooks: () => booted.table });
         const hooks = validateHooks(name, await c.entry.setup(ctx));
         setUp.push({ plugin: name, hooks });
         infos.push(info(c, "loaded", [], Object.keys(hooks).filter((k) => hooks[k as HookName] !== undefined) as HookName[]));
@@ -346,7 +346,7 @@ export async function createKernel(options: KernelOptions = {}): Promise<Kernel>
   }
 
   const table = new HookTable(setUp);
-  hookTable = table;
+  booted.table = table;
   let disposed = false;
   let disposing: Promise<void> | undefined;
   const live = (): void => {

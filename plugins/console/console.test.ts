@@ -49,7 +49,7 @@ describe("console plugin", () => {
     await kernel.dispose();
     const text = lines.join("");
     assert.match(lines[0]!, /^Training on cpu \(test cpu\): 2 epochs × 4 batches of 32, adam lr 0.001, loss cross-entropy\n$/);
-    assert.match(text, /epoch 1\/2 \[█+\] 4\/4  loss 1\.0000  accuracy 0\.5000  val_loss 1\.5000  val_accuracy 0\.4000  64 samples\/s  2\.0s\n/);
+    assert.ok(text.includes("epoch 1/2 [████████████████████████] 4/4  loss 1.0000  accuracy 0.5000  val_loss 1.5000  val_accuracy 0.4000  64 samples/s  2.0s\n"), text);
     assert.match(text, /epoch 2\/2 .* accuracy 0\.7500 /);
     assert.match(text, /Stopped: early stopping: test\n/);
     assert.doesNotMatch(text, /\r/, "no in-place redraw when not a terminal");
@@ -65,7 +65,7 @@ describe("console plugin", () => {
     ctx.trainingBatchCount = 1;
     await kernel.callHook("onTrainingBatchEnd", ctx);
     await kernel.dispose();
-    assert.match(lines[0]!, /^\repoch 1\/2 .*\x1b\[K$/);
+    assert.ok(lines[0]!.startsWith("\repoch 1/2 ") && lines[0]!.endsWith("\x1b[K"), JSON.stringify(lines[0]));
   });
 
   test("summary of a run with no finished epoch", () => {

@@ -2,10 +2,18 @@
  * The trainer plugin: a WebGPU compute trainer with a CPU backend of the same API.
  *
  * ```ts
- * const model = sequential([dense(784, 256), relu(), dropout(0.1), dense(256, 10)]);
- * const trainer = kernel.services.get(trainerService);
- * await trainer.fit(model, { data, validation, loss: "cross-entropy", optimizer: adam({ lr: 1e-3 }),
- *   epochs: 5, batchSize: 128, metrics: ["accuracy", "f1_score"] });
+ * import { createKernel } from "../../core/mod.ts";
+ * import metrics from "../metrics/mod.ts";
+ * import { adam, createTrainerPlugin, dense, fromArrays, relu, sequential, trainerService } from "./mod.ts";
+ *
+ * const kernel = await createKernel({ plugins: [metrics, createTrainerPlugin({ backend: "cpu" })] });
+ * const data = fromArrays([[0, 0], [0, 1], [1, 0], [1, 1]], [0, 1, 1, 0]); // xor
+ * const model = sequential([dense(2, 16), relu(), dense(16, 2)]);
+ * const result = await kernel.services.get(trainerService).fit(model, {
+ *   data, loss: "cross-entropy", optimizer: adam({ lr: 0.05 }), epochs: 200, batchSize: 4, metrics: ["accuracy"], seed: 1,
+ * });
+ * await kernel.dispose();
+ * if (result.trainingMetrics["accuracy"] !== 1) throw new Error("xor was not learned");
  * ```
  * It drives bz's training lifecycle as kernel hooks (`onEpochEnd`, ...), so the console,
  * early-stopping, checkpoint and tensorboard plugins work with it; it asks the metrics plugin for

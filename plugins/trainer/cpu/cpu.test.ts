@@ -50,12 +50,19 @@ describe("cpu backend: the wasm SIMD matmul kernel", () => {
       const b = Float32Array.from({ length: k * n }, () => rng.next() - 0.5);
       const x = new Float32Array(m * n);
       const y = new Float32Array(m * n);
-      await two.ready(); // an idle worker exits after a second; this keeps it (or starts it again)
-      const before = two.parallelCalls;
       one.matmul(a, b, x, { m, k, n, transA: false, transB: false, accumulate: false });
-      two.matmul(a, b, y, { m, k, n, transA: false, transB: false, accumulate: false });
-      assert.deepEqual(y, x, `${m}×${k}·${k}×${n}`);
-      assert.equal(two.parallelCalls, before + 1, "a worker helped");
+      // A busy machine can leave the worker not yet idle for a call (it then runs on this thread,
+      // still exact); within a few calls it takes part.
+      let helped = false;
+      for (let attempt = 0; attempt < 20 && !helped; attempt++) {
+        await two.ready(); // an idle worker exits after a second; this keeps it (or starts it again)
+        const before = two.parallelCalls;
+        y.fill(NaN);
+        two.matmul(a, b, y, { m, k, n, transA: false, transB: false, accumulate: false });
+        assert.deepEqual(y, x, `${m}×${k}·${k}×${n}`);
+        helped = two.parallelCalls === before + 1;
+      }
+      assert.ok(helped, `a worker helped with ${m}×${k}·${k}×${n}`);
     }
   });
 
@@ -76,12 +83,16 @@ describe("cpu backend: the wasm SIMD matmul kernel", () => {
       assert.deepEqual(got, want, `call ${i} while the worker restarts`);
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
-    await two.ready();
-    const before = two.parallelCalls;
-    const got = new Float32Array(m * n);
-    two.matmul(a, b, got, { m, k, n, transA: false, transB: false, accumulate: false });
-    assert.deepEqual(got, want);
-    assert.equal(two.parallelCalls, before + 1, "the restarted worker helped");
+    let helped = false;
+    for (let attempt = 0; attempt < 20 && !helped; attempt++) {
+      await two.ready();
+      const before = two.parallelCalls;
+      const got = new Float32Array(m * n);
+      two.matmul(a, b, got, { m, k, n, transA: false, transB: false, accumulate: false });
+      assert.deepEqual(got, want);
+      helped = two.parallelCalls === before + 1;
+    }
+    assert.ok(helped, "the restarted worker helped");
   });
 
   test("wasm kernel equals an f64 reference on edge shapes, transposes and accumulation", async () => {
