@@ -8,7 +8,7 @@
  * JS packs the operands straight into wasm memory (transposes are free there: the packing reads
  * with the right strides), calls `gemm` once per k block of {@link KC}, and copies (or adds) the
  * unpadded block of C back. With threads, the memory is a shared one and worker threads (started
- * from {@link WORKER_SOURCE}) take slices of the column panels; each panel is computed the same
+ * running {@link WORKER_SOURCE}) take slices of the column panels; each panel is computed the same
  * way whichever thread runs it, so results are bit-identical for any thread count.
  *
  * {@link GEMM_WAT} is the source; {@link GEMM_WASM_BASE64} its bytes, assembled by `_wasm.ts`
@@ -250,7 +250,10 @@ export interface MatmulShape {
 export interface WasmMatmul {
   /** Kernel family, for `Backend.kernels`. */
   readonly kernel: string;
-  /** Threads a large product runs on (the calling thread included). */
+  /**
+   * Threads a large product runs on: the calling thread and its workers, less any worker that
+   * failed to start or restart.
+   */
   readonly threads: number;
   /** Products so far that workers helped with (for tests and benchmarks). */
   readonly parallelCalls: number;
@@ -300,22 +303,30 @@ export const STATE = { GONE: 0, IDLE: 1, ASSIGNED: 2, CLAIMED: 3 } as const;
 export const IDLE_MS = 1000;
 
 /**
- * The worker thread's program (plain JS, started from a Blob URL: no file to find after
- * bundling, no read permission to ask Deno for). It instantiates the shared-memory kernel, then
- * waits on the generation counter; when assigned it computes its column panels and goes back to
- * idle. After {@link IDLE_MS} without work it exits, so an idle pool never holds a process open;
- * the main thread starts it again when needed.
+ * The worker thread's program (plain JS, no file to find after bundling, no read permission to
+ * ask Deno for): `run(data, post, close)` instantiates the shared-memory kernel, then waits on
+ * the generation counter; when assigned it computes its column panels and goes back to idle.
+ * After {@link IDLE_MS} without work it exits, so an idle pool never holds a process open; the
+ * main thread starts it again when needed. {@link WEB_WORKER_SOURCE} and
+ * {@link NODE_WORKER_SOURCE} wire it to the two kinds of worker.
  */
 export const WORKER_SOURCE = `
-self.onmessage = (e) => {
-  const { bytes, memory, index } = e.data;
-  const ctrl = new Int32Array(e.data.ctrl);
+const run = (data, post, close) => {
+  const { bytes, memory, index } = data;
+  const ctrl = new Int32Array(data.ctrl);
   const at = ${CTRL.WORKERS} + index * ${CTRL.STRIDE};
-  const gemm = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports.gemm;
-  for (let i = 0; i < 300; i++) gemm(0, 2048, 4096, 8, 8, 64, 0, 8, 0); // reach the optimising tier
+  let gemm;
+  try {
+    gemm = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } }).exports.gemm;
+    for (let i = 0; i < 300; i++) gemm(0, 2048, 4096, 8, 8, 64, 0, 8, 0); // reach the optimising tier
+  } catch {
+    post("failed"); // the main thread counts this worker out (never thrown: Deno would end the process)
+    close();
+    return;
+  }
   let seen = Atomics.load(ctrl, ${CTRL.GEN});
   Atomics.store(ctrl, at, ${STATE.IDLE});
-  self.postMessage("ready");
+  post("ready");
   for (;;) {
     Atomics.wait(ctrl, ${CTRL.GEN}, seen, ${IDLE_MS});
     if (Atomics.load(ctrl, ${CTRL.QUIT}) !== 0) break;
@@ -338,10 +349,34 @@ self.onmessage = (e) => {
     Atomics.notify(ctrl, at);
   }
   // The state is GONE already (idle exit), or the engine quit. Never write it here: a new
-  // worker may own this slot by now. (Bun's workers have no close(); returning leaves them idle
-  // and unreferenced, and the main thread terminates them when it starts a new one.)
-  if (typeof self.close === "function") self.close();
+  // worker may own this slot by now.
+  close();
 };
+`;
+
+/**
+ * {@link WORKER_SOURCE} as a web worker (started from a Blob URL). Bun's web workers have no
+ * close(): returning leaves them idle and unreferenced, and the main thread terminates them when
+ * it starts a new one.
+ */
+export const WEB_WORKER_SOURCE = `${WORKER_SOURCE}
+self.onmessage = (e) => run(e.data, (m) => self.postMessage(m), () => {
+  if (typeof self.close === "function") self.close();
+});
+`;
+
+/**
+ * {@link WORKER_SOURCE} as a `node:worker_threads` worker (started from a data: URL), for when
+ * `globalThis.Worker` is that one: Emscripten-built packages such as onnxruntime-web set
+ * `global.Worker = require("worker_threads").Worker` when they load under Bun, Deno or Node, and
+ * that Worker neither takes a Blob URL nor delivers messages to `self.onmessage`.
+ */
+export const NODE_WORKER_SOURCE = `import { parentPort } from "node:worker_threads";
+${WORKER_SOURCE}
+parentPort.once("message", (data) => run(data, (m) => parentPort.postMessage(m), () => {
+  if (typeof parentPort.close === "function") parentPort.close();
+  else if (typeof self === "object" && typeof self.close === "function") self.close();
+}));
 `;
 
 /**
@@ -373,11 +408,56 @@ function canThread(): boolean {
   }
 }
 
+/** A started worker thread, of either kind. */
+interface WorkerThread {
+  postMessage(message: unknown): void;
+  terminate(): unknown;
+}
+
 interface Slot {
-  worker: Worker | undefined;
+  worker: WorkerThread | undefined;
   spawning: Promise<void> | undefined;
-  /** It failed to start once (no worker support after all, a bundler lost the file): never retry. */
+  /** It failed to start (no worker support after all, a bundler lost the file): never retry. */
   broken: boolean;
+}
+
+type NodeStyleWorker = WorkerThread & {
+  on(event: string, listener: (value: unknown) => void): unknown;
+  unref?(): void;
+};
+type AnyWorkerConstructor = new (url: string | URL, options?: { type?: "module" }) => unknown;
+
+let webWorkerUrl: string | undefined;
+let nodeWorkerUrl: URL | undefined;
+
+/**
+ * Starts a worker running {@link WORKER_SOURCE} with whatever `globalThis.Worker` is now: a web
+ * worker from a Blob URL, or, where a package replaced it with `node:worker_threads`' Worker
+ * (see {@link NODE_WORKER_SOURCE}), a Node-style one from a data: URL. It is looked up on every
+ * start, because an engine's workers restart after each idle spell, and a package may replace the
+ * global between two starts. Throws where no worker can be started.
+ */
+function startWorker(onMessage: (message: unknown) => void, onError: () => void): WorkerThread {
+  const Ctor = globalThis.Worker as unknown as AnyWorkerConstructor;
+  const nodeStyle = typeof (Ctor.prototype as { on?: unknown } | undefined)?.on === "function";
+  if (!nodeStyle) {
+    webWorkerUrl ??= URL.createObjectURL(new Blob([WEB_WORKER_SOURCE], { type: "text/javascript" }));
+    const worker = new Ctor(webWorkerUrl, { type: "module" }) as Worker;
+    (worker as { unref?: () => void }).unref?.(); // Bun: never keep the process alive
+    worker.onmessage = (e) => onMessage(e.data);
+    worker.onerror = (e) => {
+      e.preventDefault?.(); // Deno would end the process on an unhandled worker error
+      onError();
+    };
+    return worker;
+  }
+  nodeWorkerUrl ??= new URL(`data:text/javascript,${encodeURIComponent(NODE_WORKER_SOURCE)}`);
+  const worker = new Ctor(nodeWorkerUrl) as NodeStyleWorker;
+  worker.unref?.(); // never keep the process alive
+  worker.on("message", onMessage);
+  worker.on("error", onError);
+  worker.on("exit", onError); // before "ready": it died; after: ignored
+  return worker;
 }
 
 /** One engine per thread count, shared by every CPU backend of the process (ops are synchronous). */
@@ -442,41 +522,39 @@ async function startEngine(threads: number): Promise<WasmMatmul | undefined> {
   const ctrl = new Int32Array(new SharedArrayBuffer(CTRL.SIZE * 4));
   const slots: Slot[] = [];
   const stateAt = (w: number) => CTRL.WORKERS + w * CTRL.STRIDE;
-  let workerUrl: string | undefined;
   const spawn = (w: number): Promise<void> => {
     const slot = slots[w]!;
     slot.worker?.terminate();
-    return slot.spawning = new Promise<void>((resolve) => {
-      let worker: Worker;
-      let settled = false;
-      const done = (ok: boolean) => {
-        if (settled) return; // a later error (after "ready") does not make the slot broken
-        settled = true;
-        slot.spawning = undefined;
-        if (!ok) slot.broken = true;
-        resolve();
-      };
-      try {
-        workerUrl ??= URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "text/javascript" }));
-        worker = new Worker(workerUrl, { type: "module" });
-      } catch {
-        done(false);
-        return;
-      }
-      (worker as { unref?: () => void }).unref?.(); // Bun, Node: never keep the process alive
-      slot.worker = worker;
-      const timer = setTimeout(() => done(false), 5000);
-      worker.onmessage = () => {
-        clearTimeout(timer);
-        done(true);
-      };
-      worker.onerror = (e) => {
-        e.preventDefault?.(); // Deno would end the process on an unhandled worker error
-        clearTimeout(timer);
-        done(false);
-      };
-      worker.postMessage({ bytes: sharedBytes, memory, ctrl: ctrl.buffer, index: w });
-    });
+    slot.worker = undefined;
+    let resolve!: () => void;
+    const spawning = new Promise<void>((r) => resolve = r);
+    slot.spawning = spawning;
+    let thread: WorkerThread | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let settled = false;
+    const done = (ok: boolean) => {
+      if (settled) return; // a later error (after "ready") does not make the slot broken
+      settled = true;
+      clearTimeout(timer);
+      if (slot.spawning === spawning) slot.spawning = undefined;
+      if (!ok) slot.broken = true;
+      resolve();
+    };
+    const onMessage = (message: unknown) => {
+      if (message !== "ready") done(false);
+      else if (!settled) done(true);
+      // ready after the timeout (a busy machine): it is idle and helps, so it counts again
+      else if (slot.worker === thread) slot.broken = false;
+    };
+    try {
+      thread = startWorker(onMessage, () => done(false));
+      slot.worker = thread;
+      timer = setTimeout(() => done(false), 5000);
+      thread.postMessage({ bytes: sharedBytes, memory, ctrl: ctrl.buffer, index: w });
+    } catch {
+      done(false);
+    }
+    return spawning;
   };
   if (useThreads) {
     for (let w = 0; w < threads - 1; w++) slots.push({ worker: undefined, spawning: undefined, broken: false });
@@ -498,8 +576,10 @@ async function startEngine(threads: number): Promise<WasmMatmul | undefined> {
   let parallelCalls = 0;
   return {
     kernel: `wasm-simd-${MR}x${NR}`,
-    // the threads that started (a worker that failed to start is not counted)
-    threads: 1 + slots.filter((slot) => !slot.broken).length,
+    // the threads that run: a worker that failed to start, or to restart, is not counted
+    get threads() {
+      return 1 + slots.filter((slot) => !slot.broken).length;
+    },
     get parallelCalls() {
       return parallelCalls;
     },

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { testBackend } from "../_conformance.ts";
 import { createRng } from "../rng.ts";
 import { createCpuBackend } from "./mod.ts";
-import { createWasmMatmul, GEMM_SHARED_WASM_BASE64, GEMM_SHARED_WAT, GEMM_WASM_BASE64, GEMM_WAT, IDLE_MS } from "./_matmul.ts";
+import { createWasmMatmul, GEMM_SHARED_WASM_BASE64, GEMM_SHARED_WAT, GEMM_WASM_BASE64, GEMM_WAT, IDLE_MS, type WasmMatmul } from "./_matmul.ts";
 import { assembleWat, fromBase64, toBase64 } from "./_wasm.ts";
 
 // The wasm SIMD matmul on two threads and on one, and the plain JS kernels.
@@ -93,6 +93,52 @@ describe("cpu backend: the wasm SIMD matmul kernel", () => {
       helped = two.parallelCalls === before + 1;
     }
     assert.ok(helped, "the restarted worker helped");
+  });
+
+  test("workers start when a package replaced globalThis.Worker with node:worker_threads' Worker", async () => {
+    // onnxruntime-web (Emscripten) sets global.Worker = require("worker_threads").Worker when it
+    // loads under Bun, Deno or Node; that Worker takes no Blob URL, so the engine's workers could
+    // neither start nor restart after an idle spell, and products silently ran on one thread.
+    const { Worker: NodeWorker } = await import("node:worker_threads");
+    const global = globalThis as { Worker: unknown };
+    const webWorker = global.Worker;
+    const one = (await createWasmMatmul({ threads: 1 }))!;
+    const rng = createRng(13);
+    const [m, k, n] = [96, 320, 200];
+    const a = Float32Array.from({ length: m * k }, () => rng.next() - 0.5);
+    const b = Float32Array.from({ length: k * n }, () => rng.next() - 0.5);
+    const want = new Float32Array(m * n);
+    one.matmul(a, b, want, { m, k, n, transA: false, transB: false, accumulate: false });
+    const helps = async (engine: WasmMatmul, what: string) => {
+      let helped = false;
+      for (let attempt = 0; attempt < 20 && !helped; attempt++) {
+        await engine.ready();
+        const before = engine.parallelCalls;
+        const got = new Float32Array(m * n);
+        engine.matmul(a, b, got, { m, k, n, transA: false, transB: false, accumulate: false });
+        assert.deepEqual(got, want, what);
+        helped = engine.parallelCalls === before + 1;
+      }
+      assert.ok(helped, `workers helped ${what}`);
+    };
+    // an engine of its own (three threads), so the shared two-thread one is left alone
+    global.Worker = NodeWorker;
+    let three: WasmMatmul | undefined;
+    try {
+      three = (await createWasmMatmul({ threads: 3 }))!;
+      assert.equal(three.threads, 3, "both workers started as node:worker_threads workers");
+      await helps(three, "as node:worker_threads workers");
+      global.Worker = webWorker;
+      await new Promise((resolve) => setTimeout(resolve, IDLE_MS + 300)); // the workers exit
+      await helps(three, "after restarting as web workers");
+      global.Worker = NodeWorker;
+      await new Promise((resolve) => setTimeout(resolve, IDLE_MS + 300));
+      await helps(three, "after restarting as node:worker_threads workers");
+      assert.equal(three.threads, 3);
+    } finally {
+      global.Worker = webWorker;
+      three?.dispose();
+    }
   });
 
   test("wasm kernel equals an f64 reference on edge shapes, transposes and accumulation", async () => {
