@@ -46,6 +46,11 @@ export interface RuntimeFs {
   remove(path: string): Promise<void>;
   /** Moves a file over `to` in one step (replacing it), so readers see the old or the new file, never half. */
   rename(from: string, to: string): Promise<void>;
+  /**
+   * Sets a file's POSIX permission bits (`0o600`: only the owner reads and writes). Absent where
+   * the host has no such permissions; callers then skip it.
+   */
+  chmod?(path: string, mode: number): Promise<void>;
   /** Follows symlinks. */
   stat(path: string): Promise<FileInfo>;
   /** Does not follow a final symlink. */

@@ -921,6 +921,9 @@ describe("openRegistry", () => {
     assert.equal(response.status, 201);
     await first.close();
     for (const file of ["registry.db", "signing-key.json", "tarballs"]) assert.ok(await runtime.fs!.exists(`${dir}/${file}`), file);
+    const { statSync, readdirSync } = await import("node:fs");
+    assert.equal(statSync(`${dir}/signing-key.json`).mode & 0o777, 0o600, "the signing key is readable by its owner only");
+    assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith(".tmp")), [], "no temporary key file is left behind");
     const second = await openRegistry({ runtime, dir, baseUrl: "https://registry.example.com/" });
     try {
       assert.equal(second.signingKeys[0]!.keyid, keyid, "the same key signs after a restart");

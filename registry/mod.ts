@@ -74,8 +74,7 @@ export const SIGNING_KEY_FILE = "signing-key.json";
  * Loads the signing keys of a registry folder, making one on first start. The file holds
  * `{ "keys": [<private JWK>, ...] }`; the first key signs, all are published, so a key can be
  * rotated by putting a new one first. Keep the file secret: anyone holding it can sign as the
- * registry. The Runtime port cannot set file modes yet, so restrict it yourself
- * (`chmod 600`) on a shared machine.
+ * registry. A new key file is created owner-only (`0600`) where the runtime can set modes.
  * @throws {KeelError} `E_STORE_CORRUPT` when the file exists but holds no valid key.
  */
 export async function loadSigningKeys(runtime: Runtime, dir: string): Promise<SigningKey[]> {
@@ -85,7 +84,17 @@ export async function loadSigningKeys(runtime: Runtime, dir: string): Promise<Si
   if (!(await fs.exists(path))) {
     const { key, privateJwk } = await generateSigningKey();
     await fs.mkdir(dir);
-    await fs.writeTextFile(path, JSON.stringify({ keys: [privateJwk] }, null, 2) + "\n");
+    const text = JSON.stringify({ keys: [privateJwk] }, null, 2) + "\n";
+    if (fs.chmod) {
+      // Owner-only before it holds the key, then moved into place: never readable by others.
+      const temp = `${path}.${crypto.randomUUID()}.tmp`;
+      await fs.writeTextFile(temp, "");
+      await fs.chmod(temp, 0o600);
+      await fs.writeTextFile(temp, text);
+      await fs.rename(temp, path);
+    } else {
+      await fs.writeTextFile(path, text);
+    }
     return [key];
   }
   const damaged = (why: string, cause?: unknown) =>

@@ -371,6 +371,18 @@ function describeFs(runtime: Runtime, fs: RuntimeFs, root: () => string): void {
       await fs.remove(tree);
     });
 
+    test("chmod sets permission bits; a missing file is E_RUNTIME_NOT_FOUND", async () => {
+      assert.ok(fs.chmod, "Deno and Bun hosts have chmod");
+      const path = joinPath(dir, "secret.txt");
+      await fs.writeTextFile(path, "s");
+      await fs.chmod(path, 0o600);
+      const { statSync } = await import("node:fs");
+      assert.equal(statSync(path).mode & 0o777, 0o600);
+      await fs.chmod(path, 0o644);
+      assert.equal(statSync(path).mode & 0o777, 0o644);
+      await assert.rejects(fs.chmod(joinPath(dir, "nope.txt"), 0o600), (e: unknown) => KeelError.is(e, "E_RUNTIME_NOT_FOUND"));
+    });
+
     test("rename moves a file, replacing the target; a missing source is E_RUNTIME_NOT_FOUND", async () => {
       const from = joinPath(dir, "rename-from.txt");
       const to = joinPath(dir, "rename-to.txt");

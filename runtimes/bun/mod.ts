@@ -164,6 +164,7 @@ const bunFs: RuntimeFs = {
     }),
   remove: async (path) => (await nodeFs()).rm(path, { recursive: true, force: true }),
   rename: (from, to) => mapFsError(from, async () => (await nodeFs()).rename(from, to)),
+  chmod: (path, mode) => mapFsError(path, async () => (await nodeFs()).chmod(path, mode)),
   stat: (path) => mapFsError(path, async () => toFileInfo(await (await nodeFs()).stat(path))),
   lstat: (path) => mapFsError(path, async () => toFileInfo(await (await nodeFs()).lstat(path))),
   realPath: (path) => mapFsError(path, async () => (await nodeFs()).realpath(path)),

@@ -123,6 +123,7 @@ const denoFs: RuntimeFs = {
     }
   },
   rename: (from, to) => mapFsError(from, () => Deno.rename(from, to)),
+  chmod: (path, mode) => mapFsError(path, () => Deno.chmod(path, mode)),
   stat: (path) => mapFsError(path, async () => toFileInfo(await Deno.stat(path))),
   lstat: (path) => mapFsError(path, async () => toFileInfo(await Deno.lstat(path))),
   realPath: (path) => mapFsError(path, () => Deno.realPath(path)),
