@@ -122,6 +122,16 @@ describe("keel train", () => {
     assert.match(tooBig.stderr, /code: E_TRAIN_BATCH_SIZE/);
   });
 
+  test("the MNIST example trains for an epoch on the CPU and scores on its held-out digits", SLOW, async () => {
+    const r = await keel([
+      "train", "examples/train/mnist.config.ts", "--backend", "cpu", "--epochs", "1", "--no-resume",
+      "--checkpoint-dir", joinPath(temp, "mnist"), "--logdir", joinPath(temp, "mnist-tb"),
+    ]);
+    assert.equal(r.code, 0, explain(r));
+    const accuracy = Number(/Test: loss [\d.]+  accuracy ([\d.]+)/.exec(r.stderr)?.[1]);
+    assert.ok(accuracy > 0.8, `held-out accuracy after one epoch: ${accuracy}\n${explain(r)}`);
+  });
+
   test("--help documents the command", SLOW, async () => {
     const r = await keel(["train", "--help"]);
     assert.equal(r.code, 0, explain(r));
