@@ -325,6 +325,16 @@ describe("addPlugin", () => {
   });
 });
 
+describe("concurrent changes to one project", () => {
+  test("adds and removes running at the same time keep every entry of keel.lock", SLOW, async () => {
+    const dir = await project();
+    await Promise.all([add(dir, "nocaps"), add(dir, HELLO, { yes: true }), add(dir, "plain", { yes: true })]);
+    assert.deepEqual(Object.keys((await readLockfile(runtime, dir))!.plugins).sort(), ["@acme/hello", "nocaps", "plain"]);
+    await Promise.all([removePlugin({ runtime, dir, name: "plain" }), removePlugin({ runtime, dir, name: "nocaps" })]);
+    assert.deepEqual(Object.keys((await readLockfile(runtime, dir))!.plugins), ["@acme/hello"]);
+  });
+});
+
 describe("removePlugin", () => {
   test("undoes keel add: the entry, the folder, and keel.lock once empty", SLOW, async () => {
     const dir = await project();

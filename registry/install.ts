@@ -33,6 +33,25 @@ import { validateKeelField } from "./keel-field.ts";
 import { type CapabilityDiff, capabilityDiff, type LockedPlugin, type Lockfile, LOCKFILE_NAME, readLockfile, writeLockfile } from "./lockfile.ts";
 import { readPackageTarball } from "./tarball.ts";
 
+/** keel.lock updates in progress, per folder: one at a time within a process. */
+const lockUpdates = new Map<string, Promise<unknown>>();
+
+/**
+ * Reads keel.lock afresh, applies `change` and writes it, one update per folder at a time in
+ * this process, so two `addPlugin` calls in one folder keep both entries. (Between processes the
+ * window is this read-to-rename, not the whole download.)
+ */
+function updateLockfile<T>(runtime: Runtime, dir: string, change: (lock: Lockfile | undefined) => Promise<T>): Promise<T> {
+  const previous = lockUpdates.get(dir) ?? Promise.resolve();
+  const run = previous.then(() => readLockfile(runtime, dir)).then(change);
+  const settled = run.then(() => {}, () => {});
+  lockUpdates.set(dir, settled);
+  void settled.then(() => {
+    if (lockUpdates.get(dir) === settled) lockUpdates.delete(dir);
+  });
+  return run;
+}
+
 /** Where plugins are unpacked, relative to the project folder. */
 export const PLUGINS_DIR = ".keel/plugins";
 
@@ -383,9 +402,9 @@ export async function addPlugin(options: AddPluginOptions): Promise<AddPluginRes
     kernel: keel.kernel,
     files: await filesDigest(files),
   };
-  const next: Lockfile = { lockfileVersion: 1, registry: client.url, plugins: { ...lock?.plugins, [name]: locked } };
   try {
-    await writeLockfile(runtime, dir, next);
+    await updateLockfile(runtime, dir, (current) =>
+      writeLockfile(runtime, dir, { lockfileVersion: 1, registry: client.url, plugins: { ...current?.plugins, [name]: locked } }));
   } catch (e) {
     // The lock still names the old version: take the new files back out.
     if (previous?.version !== version) await fs.remove(folder).catch(() => {});
@@ -471,10 +490,15 @@ export async function removePlugin(options: RemovePluginOptions): Promise<Remove
       { details: { plugin: name, installed } },
     );
   }
-  const rest = Object.fromEntries(Object.entries(lock.plugins).filter(([n]) => n !== name));
-  const lockfileRemoved = Object.keys(rest).length === 0;
-  if (lockfileRemoved) await fs.remove(joinPath(dir, LOCKFILE_NAME));
-  else await writeLockfile(runtime, dir, { ...lock, plugins: rest });
+  const lockfileRemoved = await updateLockfile(runtime, dir, async (current) => {
+    const rest = Object.fromEntries(Object.entries(current?.plugins ?? {}).filter(([n]) => n !== name));
+    if (Object.keys(rest).length === 0) {
+      await fs.remove(joinPath(dir, LOCKFILE_NAME));
+      return true;
+    }
+    await writeLockfile(runtime, dir, { ...(current ?? lock), plugins: rest });
+    return false;
+  });
   await removeFolder(fs, dir, name, entry.version, logger);
   if (lockfileRemoved) {
     // `.keel/plugins` itself, when nothing else is in it.
