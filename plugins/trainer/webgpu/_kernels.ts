@@ -851,3 +851,91 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }`,
   );
 }
+
+/**
+ * The small-product kernel for llvmpipe-like adapters: invocations along the rows
+ * (`rowsOnLanes`) or the columns of the output, each keeping `rb` of those and `tile` outputs of
+ * the other dimension in registers. The tile's operand is indexed by the workgroup id only, so a
+ * SIMD group shares its loads; `rb` lane rows reuse each of them. Small workgroups (one 256-bit
+ * SIMD group) keep a 128-row product spread over several cores.
+ */
+export function laneMatmul(
+  transA: boolean,
+  transB: boolean,
+  rowsOnLanes: boolean,
+  tile: 1 | 4 | 16,
+  rb: number,
+  lanes: number,
+): Kernel {
+  const R = rowsOnLanes;
+  const lines: string[] = [];
+  lines.push(`@compute @workgroup_size(${lanes}, 1)`);
+  lines.push(
+    "fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {",
+  );
+  const LD = R ? "P.m" : "P.n";
+  const TD = R ? "P.n" : "P.m";
+  lines.push(`  let l0 = wid.x * ${lanes * rb}u + lid.x;`);
+  lines.push(`  let t0 = wid.y * ${tile}u;`);
+  let laneIdx: (i: number) => string;
+  let tileIdx: (j: number) => string;
+  // Lane i's index along its dimension is l0 + i·lanes (clamped for loads).
+  for (let i = 0; i < rb; i++) {
+    const lc = `min(l0 + ${i * lanes}u, ${LD} - 1u)`;
+    const strided = R ? !transA : transB;
+    lines.push(strided ? `  let la${i} = (${lc}) * P.k;` : `  let la${i} = ${lc};`);
+  }
+  for (let j = 0; j < tile; j++) {
+    const t = `min(t0 + ${j}u, ${TD} - 1u)`;
+    const strided = R ? transB : !transA;
+    lines.push(strided ? `  let tb${j} = (${t}) * P.k;` : `  let tb${j} = ${t};`);
+  }
+  if (R) {
+    laneIdx = transA ? (i) => `a[kk * P.m + la${i}]` : (i) => `a[la${i} + kk]`;
+    tileIdx = transB ? (j) => `b[tb${j} + kk]` : (j) => `b[kk * P.n + tb${j}]`;
+  } else {
+    laneIdx = transB ? (i) => `b[la${i} + kk]` : (i) => `b[kk * P.n + la${i}]`;
+    tileIdx = transA ? (j) => `a[kk * P.m + tb${j}]` : (j) => `a[tb${j} + kk]`;
+  }
+  for (let i = 0; i < rb; i++) {
+    for (let j = 0; j < tile; j++) lines.push(`  var acc${i}_${j} = 0.0;`);
+  }
+  lines.push("  for (var kk = 0u; kk < P.k; kk++) {");
+  for (let i = 0; i < rb; i++) lines.push(`    let x${i} = ${laneIdx(i)};`);
+  for (let j = 0; j < tile; j++) {
+    lines.push(`    let y${j} = ${tileIdx(j)};`);
+    for (let i = 0; i < rb; i++) {
+      // a·b in that order, as the other kernels multiply.
+      lines.push(
+        R
+          ? `    acc${i}_${j} = fma(x${i}, y${j}, acc${i}_${j});`
+          : `    acc${i}_${j} = fma(y${j}, x${i}, acc${i}_${j});`,
+      );
+    }
+  }
+  lines.push("  }");
+  lines.push("  let add = P.accumulate != 0u;");
+  // A loop over a copy of each lane row rather than rb·tile unrolled guarded stores: much less
+  // code for llvmpipe to compile.
+  lines.push(`  var row: array<f32, ${tile}>;`);
+  for (let i = 0; i < rb; i++) {
+    lines.push(`  { let l = l0 + ${i * lanes}u; if (l < ${LD}) {`);
+    for (let j = 0; j < tile; j++) lines.push(`    row[${j}] = acc${i}_${j};`);
+    const at = R ? "l * P.n + t0 + j" : "(t0 + j) * P.n + l";
+    lines.push(`    for (var j = 0u; j < min(${tile}u, ${TD} - t0); j++) {`);
+    lines.push(`      let at = ${at}; var v = row[j]; if (add) { v += o[at]; } o[at] = v;`);
+    lines.push("    }");
+    lines.push("  } }");
+  }
+  lines.push("}");
+  return kernel(
+    `mm-lane:${+transA}${+transB}${+R}:${tile}:${rb}:${lanes}`,
+    [
+      { name: "a", access: "read" },
+      { name: "b", access: "read" },
+      { name: "o", access: "rw" },
+    ],
+    MATMUL_FIELDS,
+    lines.join("\n"),
+  );
+}

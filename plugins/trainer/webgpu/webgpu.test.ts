@@ -120,6 +120,25 @@ describe("webgpu backend", () => {
     });
   }
 
+  test("register-tiled family: small products (lane kernel) in every layout, with edges", async () => {
+    const reg = await createWebGpuBackend({ kernels: "register-tiled" });
+    try {
+      // The MLP output layer's three products (rows on lanes, 16-wide tile, 4 rows each), then
+      // a 4-wide and a 1-wide tile, columns on lanes, and 1 or 4 rows per invocation.
+      await checkMatmul(reg, 128, 128, 10, false, false, false);
+      await checkMatmul(reg, 128, 10, 128, false, true, true);
+      await checkMatmul(reg, 128, 128, 10, true, false, true);
+      await checkMatmul(reg, 100, 50, 3, true, true, false);
+      await checkMatmul(reg, 3, 70, 130, false, true, true);
+      await checkMatmul(reg, 130, 70, 1, true, true, true);
+      await checkMatmul(reg, 40, 9, 45, true, false, false);
+      await checkMatmul(reg, 3, 300, 30, false, false, true);
+      await checkMatmul(reg, 50, 33, 5, false, true, true);
+    } finally {
+      reg.destroy();
+    }
+  });
+
   test("workgroup-tiled (shared memory) matmul with edges, transA, transB and accumulate", async () => {
     const wg = await createWebGpuBackend({ kernels: "workgroup-tiled" });
     try {
