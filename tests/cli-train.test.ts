@@ -128,7 +128,7 @@ describe("keel train", () => {
       "--checkpoint-dir", joinPath(temp, "mnist"), "--logdir", joinPath(temp, "mnist-tb"),
     ]);
     assert.equal(r.code, 0, explain(r));
-    const accuracy = Number(/Test: loss [\d.]+  accuracy ([\d.]+)/.exec(r.stderr)?.[1]);
+    const accuracy = Number(/Test: loss [\d.]+ {2}accuracy ([\d.]+)/.exec(r.stderr)?.[1]);
     assert.ok(accuracy > 0.8, `held-out accuracy after one epoch: ${accuracy}\n${explain(r)}`);
   });
 
