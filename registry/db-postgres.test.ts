@@ -14,7 +14,8 @@ import { createRegistryApp } from "./app.ts";
 import { createMemoryBlobStore } from "./blobs.ts";
 import { publishDocument } from "./client.ts";
 import type { PublishRecord, RegistryDb } from "./db.ts";
-import { maskPostgresUrl, openPostgresRegistryDb } from "./db-postgres.ts";
+import { openPostgresRegistryDb } from "./db-postgres.ts";
+import { maskUrl } from "./_mask-url.ts";
 import { testRegistryDb } from "./_db-conformance.ts";
 import { issueToken } from "./mod.ts";
 import { SCHEMA_VERSION } from "./schema.ts";
@@ -54,13 +55,13 @@ function record(name: string, version: string, more: Partial<PublishRecord> = {}
 }
 
 describe("Postgres is reachable for these tests", () => {
-  test(`connects to ${maskPostgresUrl(url)}`, async () => {
+  test(`connects to ${maskUrl(url)}`, async () => {
     const sql = admin();
     try {
       const [row] = await sql`SELECT 1 AS one`;
       assert.equal(row?.one, 1);
     } catch (e) {
-      assert.fail(`Postgres at ${maskPostgresUrl(url)} cannot be reached (${e instanceof Error ? e.message : String(e)}): start it, or set KEEL_TEST_POSTGRES_URL`);
+      assert.fail(`Postgres at ${maskUrl(url)} cannot be reached (${e instanceof Error ? e.message : String(e)}): start it, or set KEEL_TEST_POSTGRES_URL`);
     } finally {
       await sql.end({ timeout: 5 });
     }
@@ -202,7 +203,7 @@ describe("Postgres registry database", () => {
           assert.ok(KeelError.is(e, "E_REGISTRY_STORAGE"), `${bad}: ${String(e)}`);
           const message = (e as Error).message;
           assert.match(message, pattern);
-          assert.ok(message.includes(maskPostgresUrl(bad)), message);
+          assert.ok(message.includes(maskUrl(bad)), message);
           assert.ok(!message.includes("s3cret-pw"), `the password leaked: ${message}`);
           assert.ok(!JSON.stringify((e as KeelError).details).includes("s3cret-pw"), "the password leaked into details");
           return true;
@@ -226,8 +227,8 @@ describe("Postgres registry database", () => {
     await assert.rejects(openPostgresRegistryDb(url, { schema: "bad-name; DROP" }), RangeError);
     await assert.rejects(openPostgresRegistryDb(url, { schema: "1x" }), RangeError);
     await assert.rejects(openPostgresRegistryDb(url, { max: 0 }), RangeError);
-    assert.equal(maskPostgresUrl("postgres://u:p%40ss@h:5432/d?sslmode=require"), "postgres://u:***@h:5432/d?sslmode=require");
-    assert.equal(maskPostgresUrl("postgres://u@h/d"), "postgres://u@h/d");
+    assert.equal(maskUrl("postgres://u:p%40ss@h:5432/d?sslmode=require"), "postgres://u:***@h:5432/d?sslmode=require");
+    assert.equal(maskUrl("postgres://u@h/d"), "postgres://u@h/d");
   });
 
   test("the DDL is idempotent and its version is kept in keel_meta", async () => {

@@ -42,6 +42,7 @@ import {
   versionExists,
   yankedTag,
 } from "./_db-rules.ts";
+import { maskUrl } from "./_mask-url.ts";
 import { confusableKey, splitName } from "./_names.ts";
 import type {
   Actor,
@@ -73,17 +74,6 @@ type Row = Record<string, unknown>;
 
 const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const RETRIES = 5;
-
-/** `url` with its password replaced by "***", for messages. */
-export function maskPostgresUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== "") u.password = "***";
-    return u.href;
-  } catch {
-    return url.replace(/\/\/([^:/@]*):[^@/]*@/, "//$1:***@");
-  }
-}
 
 /** A Postgres or connection error's code: the SQLSTATE, or a socket/postgres.js code. */
 function codeOf(e: unknown): string {
@@ -234,7 +224,7 @@ function toToken(r: Row): TokenRecord {
  */
 export async function openPostgresRegistryDb(url: string, options: PostgresRegistryOptions = {}): Promise<RegistryDb> {
   if (typeof url !== "string" || !/^postgres(?:ql)?:\/\//i.test(url)) {
-    throw new TypeError(`A Postgres registry database needs a "postgres://user:password@host:port/database" URL, not "${maskPostgresUrl(String(url))}"`);
+    throw new TypeError(`A Postgres registry database needs a "postgres://user:password@host:port/database" URL, not "${maskUrl(String(url))}"`);
   }
   const schema = options.schema ?? "public";
   if (!SCHEMA_NAME.test(schema)) {
@@ -242,7 +232,7 @@ export async function openPostgresRegistryDb(url: string, options: PostgresRegis
   }
   const max = options.max ?? 10;
   if (!Number.isSafeInteger(max) || max < 1 || max > 1000) throw new RangeError(`The pool size must be a whole number from 1 to 1000, not ${max}`);
-  const where = maskPostgresUrl(url);
+  const where = maskUrl(url);
   let client: Sql;
   try {
     client = postgres(url, {

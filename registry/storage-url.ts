@@ -10,6 +10,9 @@ import { KeelError } from "../core/errors.ts";
 import type { Runtime } from "../core/runtime.ts";
 import { type BlobStore, createFolderBlobStore } from "./blobs.ts";
 import { createS3BlobStore, type S3BlobStoreOptions } from "./blobs-s3.ts";
+import { maskUrl } from "./_mask-url.ts";
+
+export { maskUrl };
 
 /** A parsed `--storage`: a folder of tarballs, or an S3-compatible bucket. */
 export type StorageSpec =
@@ -157,19 +160,3 @@ export function describeDb(spec: DbSpec): string {
   return `Postgres ${maskUrl(spec.url)}${spec.schema === undefined ? "" : ` schema "${spec.schema}"`}`;
 }
 
-/** `url` with its password (and any `password`-like query parameter) replaced by `***`; other text unchanged. */
-export function maskUrl(url: string): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return url.replace(/(\/\/[^/@:]*:)[^/@]*@/, "$1***@");
-  }
-  const secret = (key: string) => /password|secret|token|key|credential/i.test(key);
-  const secretParams = [...parsed.searchParams.keys()].filter(secret);
-  // A URL without secrets is returned as given, not re-serialized.
-  if (parsed.password === "" && secretParams.length === 0) return url;
-  if (parsed.password !== "") parsed.password = "***";
-  for (const key of secretParams) parsed.searchParams.set(key, "***");
-  return parsed.href;
-}

@@ -9,11 +9,11 @@ import {
   KeelError,
   type Kernel,
   type MemoryLogger,
-  type MetricValues,
   type Runtime,
   type TrainingContext,
 } from "../../core/mod.ts";
 import { detectRuntime } from "../../runtimes/mod.ts";
+import { fakeTrainingContext } from "../../tests/training-context.ts";
 import checkpointDefault, { type CheckpointOptions, type CheckpointSidecar, createCheckpointPlugin, decodeSafetensors, trainingSignature } from "./mod.ts";
 
 type Weights = Record<string, { shape: readonly number[]; data: Float32Array }>;
@@ -47,29 +47,12 @@ function makeContext(options: { spec?: unknown; optimizer?: string; loss?: strin
     } as Weights,
   };
   const history: TrainingContext["history"] = [];
-  const ctx = {
-    epoch: 0,
+  const ctx = fakeTrainingContext({
     epochs: 10,
-    step: 0,
-    batch: 0,
     trainingBatches: 4,
-    validationBatches: 1,
-    trainingLossTotal: 0,
-    trainingBatchCount: 0,
-    validationLossTotal: 0,
-    validationBatchCount: 0,
-    trainingMetrics: {} as MetricValues,
-    validationMetrics: {} as MetricValues,
     history,
     hyperparameters: { lr: 0.001, batchSize: 32, loss: options.loss ?? "cross-entropy", optimizer: options.optimizer ?? "adam" },
-    extra: {},
-    samplesSeen: 0,
     samplesPerEpoch: 128,
-    epochStartedAt: 0,
-    backend: { name: "cpu", device: "test" },
-    shouldStop: false,
-    stopReason: undefined,
-    requestStop() {},
     model: {
       spec: options.spec ?? SPEC,
       getWeights: () => Promise.resolve(copy(weights)),
@@ -87,8 +70,8 @@ function makeContext(options: { spec?: unknown; optimizer?: string; loss?: strin
     /** Test helpers (not part of the interface). */
     weights: () => weights,
     optState: () => optState,
-  };
-  return ctx satisfies TrainingContext;
+  });
+  return ctx;
 }
 
 type Ctx = ReturnType<typeof makeContext>;

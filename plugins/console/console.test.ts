@@ -1,22 +1,15 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createKernel, type MetricValues, type TrainingContext } from "../../core/mod.ts";
+import { createKernel, type TrainingContext } from "../../core/mod.ts";
+import { fakeTrainingContext } from "../../tests/training-context.ts";
 import { createConsolePlugin, progressLine, summaryTable } from "./mod.ts";
 
 function context(): TrainingContext {
-  let stopReason: string | undefined;
-  return {
-    epoch: 0, epochs: 2, step: 0, batch: 0, trainingBatches: 4, validationBatches: 1,
-    trainingLossTotal: 0, trainingBatchCount: 0, validationLossTotal: 0, validationBatchCount: 0,
-    trainingMetrics: {} as MetricValues, validationMetrics: {} as MetricValues, history: [],
-    hyperparameters: { batchSize: 32, optimizer: "adam", lr: 0.001, loss: "cross-entropy" }, extra: {},
-    samplesSeen: 0, samplesPerEpoch: 128, epochStartedAt: 1_000_000, backend: { name: "cpu", device: "test cpu" },
-    get shouldStop() { return stopReason !== undefined; },
-    get stopReason() { return stopReason; },
-    requestStop(reason: string) { stopReason ??= reason; },
-    model: { spec: {}, getWeights: () => Promise.resolve({}), setWeights: () => {} },
-    optimizer: { name: "adam", getState: () => Promise.resolve({ config: {}, step: 0, buffers: {} }), setState: () => {} },
-  };
+  return fakeTrainingContext({
+    epochs: 2, trainingBatches: 4,
+    hyperparameters: { batchSize: 32, optimizer: "adam", lr: 0.001, loss: "cross-entropy" },
+    samplesPerEpoch: 128, epochStartedAt: 1_000_000, backend: { name: "cpu", device: "test cpu" },
+  });
 }
 
 describe("console plugin", () => {

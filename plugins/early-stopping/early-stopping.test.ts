@@ -1,30 +1,22 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createKernel, type MetricValues, type TrainingContext } from "../../core/mod.ts";
+import { createKernel, type TrainingContext } from "../../core/mod.ts";
+import { fakeTrainingContext } from "../../tests/training-context.ts";
 import { createEarlyStoppingPlugin, type EarlyStoppingOptions, type EarlyStoppingState } from "./mod.ts";
 
 type Weights = Record<string, { shape: readonly number[]; data: Float32Array }>;
 
 /** A training context whose "model" holds one weight that equals the epoch it was set in. */
 function context(): TrainingContext & { weights: Weights } {
-  let stopReason: string | undefined;
-  const ctx = {
-    epoch: 0, epochs: 100, step: 0, batch: 0, trainingBatches: 1, validationBatches: 1,
-    trainingLossTotal: 0, trainingBatchCount: 0, validationLossTotal: 0, validationBatchCount: 0,
-    trainingMetrics: {} as MetricValues, validationMetrics: {} as MetricValues,
-    history: [] as TrainingContext["history"], hyperparameters: {}, extra: {} as Record<string, unknown>,
-    samplesSeen: 0, samplesPerEpoch: 1, epochStartedAt: 0, backend: { name: "cpu", device: "test" },
-    get shouldStop() { return stopReason !== undefined; },
-    get stopReason() { return stopReason; },
-    requestStop(reason: string) { stopReason ??= reason; },
+  const ctx: TrainingContext & { weights: Weights } = fakeTrainingContext({
+    epochs: 100,
     weights: { w: { shape: [1], data: new Float32Array([0]) } } as Weights,
     model: {
       spec: {},
       getWeights: () => Promise.resolve({ w: { shape: [1], data: Float32Array.from(ctx.weights["w"]!.data) } }),
       setWeights: (w: Weights) => { ctx.weights = w; },
     },
-    optimizer: { name: "sgd", getState: () => Promise.resolve({ config: {}, step: 0, buffers: {} }), setState: () => {} },
-  };
+  });
   return ctx;
 }
 

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createKernel, KeelError, type Kernel, type Runtime, type TrainingContext } from "../../core/mod.ts";
 import { detectRuntime } from "../../runtimes/mod.ts";
+import { fakeTrainingContext } from "../../tests/training-context.ts";
 import onnxDefault, { createOnnxPlugin, createOnnxSession, exportOnnx, type OnnxModelSpec, onnxService, type OnnxWeights } from "./mod.ts";
 
 // ---- a seeded generator and a plain float64 reference forward pass, independent of the exporter ----
@@ -309,15 +310,10 @@ describe("onnx plugin", () => {
   });
 
   function trainingContext(weights: OnnxWeights): TrainingContext {
-    return {
-      epoch: 0, epochs: 1, step: 0, batch: 0, trainingBatches: 1, validationBatches: 0,
-      trainingLossTotal: 0, trainingBatchCount: 0, validationLossTotal: 0, validationBatchCount: 0,
-      trainingMetrics: {}, validationMetrics: {}, history: [], hyperparameters: {}, extra: {},
-      samplesSeen: 0, samplesPerEpoch: 1, epochStartedAt: 0, backend: { name: "cpu", device: "test" },
-      shouldStop: false, stopReason: undefined, requestStop() {},
+    return fakeTrainingContext({
+      validationBatches: 0,
       model: { spec: SPEC, getWeights: () => Promise.resolve({ ...weights }), setWeights() {} },
-      optimizer: { name: "sgd", getState: () => Promise.resolve({ config: {}, step: 0, buffers: {} }), setState() {} },
-    };
+    });
   }
 
   test("the default plugin asks for nothing and provides the onnx service", async () => {

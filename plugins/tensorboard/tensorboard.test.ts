@@ -3,8 +3,9 @@ import assert from "node:assert/strict";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createKernel, KeelError, type Kernel, type MetricValues, type Runtime, type TrainingContext } from "../../core/mod.ts";
+import { createKernel, KeelError, type Kernel, type Runtime } from "../../core/mod.ts";
 import { detectRuntime } from "../../runtimes/mod.ts";
+import { fakeTrainingContext } from "../../tests/training-context.ts";
 import tensorboardDefault, {
   crc32c,
   createTensorBoardPlugin,
@@ -121,33 +122,7 @@ describe("tfevents encoding", () => {
 });
 
 function makeContext() {
-  const ctx = {
-    epoch: 0,
-    epochs: 2,
-    step: 0,
-    batch: 0,
-    trainingBatches: 4,
-    validationBatches: 1,
-    trainingLossTotal: 0,
-    trainingBatchCount: 0,
-    validationLossTotal: 0,
-    validationBatchCount: 0,
-    trainingMetrics: {} as MetricValues,
-    validationMetrics: {} as MetricValues,
-    history: [] as TrainingContext["history"],
-    hyperparameters: {},
-    extra: {} as Record<string, unknown>,
-    samplesSeen: 0,
-    samplesPerEpoch: 128,
-    epochStartedAt: 0,
-    backend: { name: "cpu", device: "test" },
-    shouldStop: false,
-    stopReason: undefined,
-    requestStop() {},
-    model: { spec: {}, getWeights: () => Promise.resolve({}), setWeights() {} },
-    optimizer: { name: "sgd", getState: () => Promise.resolve({ config: {}, step: 0, buffers: {} }), setState() {} },
-  };
-  return ctx satisfies TrainingContext;
+  return fakeTrainingContext({ epochs: 2, trainingBatches: 4, samplesPerEpoch: 128 });
 }
 
 describe("tensorboard plugin", () => {

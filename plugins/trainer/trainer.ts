@@ -10,7 +10,8 @@
 import { errorMessage, KeelError, type Logger, type MetricValues, type PluginHooks, type TrainingContext } from "../../core/mod.ts";
 import type { Backend, Tensor } from "./backend.ts";
 import { batches, type Dataset, shuffledOrder, splitValidation, validateDataset } from "./data.ts";
-import { getLoss, meanLoss } from "./losses.ts";
+import { getLoss, type Loss, meanLoss } from "./losses.ts";
+import type { ModelSpec } from "./model-spec.ts";
 import type { BoundModel, Model } from "./model.ts";
 import { type BoundOptimizer, type OptimizerDef, optimizerFrom } from "./optimizers.ts";
 import { hash32 } from "./rng.ts";
@@ -146,6 +147,40 @@ interface BatchTensors {
   readonly x: Tensor;
   readonly y: Tensor;
   readonly dOut: Tensor;
+}
+
+/**
+ * Batch tensors made on first use for each distinct row count (a short last batch gets its
+ * own), kept for the whole run and freed by `dispose`.
+ */
+function batchTensors(backend: Backend, loss: Loss, spec: ModelSpec): { get(rows: number): BatchTensors; dispose(): void } {
+  const perRows = new Map<number, BatchTensors>();
+  return {
+    get(rows) {
+      let t = perRows.get(rows);
+      if (!t) {
+        const target = loss.targetShape(rows, spec.outputFeatures);
+        t = { x: backend.zeros([rows, spec.inputFeatures]), y: backend.zeros(target.shape, target.dtype), dOut: backend.zeros([rows, spec.outputFeatures]) };
+        perRows.set(rows, t);
+      }
+      return t;
+    },
+    dispose() {
+      for (const t of perRows.values()) {
+        backend.dispose(t.x);
+        backend.dispose(t.y);
+        backend.dispose(t.dOut);
+      }
+      perRows.clear();
+    },
+  };
+}
+
+/** What `validateDataset` checks data against for this model and task. */
+function datasetCheck(spec: ModelSpec, task: "classification" | "regression"): Parameters<typeof validateDataset>[1] {
+  return task === "classification"
+    ? { classes: spec.outputFeatures, inputFeatures: spec.inputFeatures }
+    : { outputFeatures: spec.outputFeatures, inputFeatures: spec.inputFeatures };
 }
 
 class HookRunner {
@@ -331,9 +366,7 @@ export function createTrainer(options: TrainerOptions): Trainer {
       } else {
         validation = fitOptions.validation as Dataset | undefined;
       }
-      const check = task === "classification"
-        ? { classes, inputFeatures: spec.inputFeatures }
-        : { outputFeatures: spec.outputFeatures, inputFeatures: spec.inputFeatures };
+      const check = datasetCheck(spec, task);
       validateDataset(train, check);
       if (validation) validateDataset(validation, check);
       if (batchSize > train.length) {
@@ -354,16 +387,7 @@ export function createTrainer(options: TrainerOptions): Trainer {
       const trainAcc = makeAccumulators(backend, metrics, classes);
       const valAcc = makeAccumulators(backend, metrics, classes);
       const outputs = spec.outputFeatures;
-      const perRows = new Map<number, BatchTensors>();
-      const tensorsFor = (rows: number): BatchTensors => {
-        let t = perRows.get(rows);
-        if (!t) {
-          const target = lossFn.targetShape(rows, outputs);
-          t = { x: backend.zeros([rows, spec.inputFeatures]), y: backend.zeros(target.shape, target.dtype), dOut: backend.zeros([rows, outputs]) };
-          perRows.set(rows, t);
-        }
-        return t;
-      };
+      const tensors = batchTensors(backend, lossFn, spec);
 
       const hooks = new HookRunner(options.hooks, logger);
       const trainingBatches = Math.ceil(train.length / batchSize);
@@ -450,7 +474,7 @@ export function createTrainer(options: TrainerOptions): Trainer {
             ctx.batch = batch.index;
             await hooks.call("onTrainingBatchStart", ctx);
             try {
-              const t = tensorsFor(batch.rows);
+              const t = tensors.get(batch.rows);
               backend.write(t.x, batch.x);
               backend.write(t.y, batch.y);
               const out = bound.forward(t.x, { training: true, seed: hash32(seed ^ 0x2545f491, ctx.step), logits: true });
@@ -514,7 +538,7 @@ export function createTrainer(options: TrainerOptions): Trainer {
               bound,
               validation,
               { loss: lossName, batchSize, metrics, classes, acc: valAcc },
-              tensorsFor,
+              tensors.get,
               async (index, phase) => {
                 ctx.batch = index;
                 if (phase === "start") await hooks.call("onValidationBatchStart", ctx);
@@ -546,11 +570,7 @@ export function createTrainer(options: TrainerOptions): Trainer {
         throw e;
       } finally {
         await hooks.call("onTrainingEnd", ctx).catch(() => {});
-        for (const t of perRows.values()) {
-          backend.dispose(t.x);
-          backend.dispose(t.y);
-          backend.dispose(t.dOut);
-        }
+        tensors.dispose();
         disposeAccumulators(backend, trainAcc);
         disposeAccumulators(backend, valAcc);
       }
@@ -579,29 +599,16 @@ export function createTrainer(options: TrainerOptions): Trainer {
       const spec = model.spec;
       const task = lossName === "cross-entropy" ? "classification" : "regression";
       const classes = task === "classification" ? spec.outputFeatures : 0;
-      validateDataset(data, task === "classification" ? { classes, inputFeatures: spec.inputFeatures } : { outputFeatures: spec.outputFeatures, inputFeatures: spec.inputFeatures });
+      validateDataset(data, datasetCheck(spec, task));
       if (!model.initialized) throw configError("The model has no weights yet; train it or setWeights() first");
       const metrics = planMetrics(evalOptions.metrics ?? [], task);
       const bound = model.bind(backend);
       const acc = makeAccumulators(backend, metrics, classes);
-      const perRows = new Map<number, BatchTensors>();
-      const tensorsFor = (rows: number): BatchTensors => {
-        let t = perRows.get(rows);
-        if (!t) {
-          const target = lossFn.targetShape(rows, spec.outputFeatures);
-          t = { x: backend.zeros([rows, spec.inputFeatures]), y: backend.zeros(target.shape, target.dtype), dOut: backend.zeros([rows, spec.outputFeatures]) };
-          perRows.set(rows, t);
-        }
-        return t;
-      };
+      const tensors = batchTensors(backend, lossFn, spec);
       try {
-        return await runValidation(backend, bound, data, { loss: lossName, batchSize: evalOptions.batchSize ?? 256, metrics, classes, acc }, tensorsFor);
+        return await runValidation(backend, bound, data, { loss: lossName, batchSize: evalOptions.batchSize ?? 256, metrics, classes, acc }, tensors.get);
       } finally {
-        for (const t of perRows.values()) {
-          backend.dispose(t.x);
-          backend.dispose(t.y);
-          backend.dispose(t.dOut);
-        }
+        tensors.dispose();
         disposeAccumulators(backend, acc);
       }
     },
