@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { type ChildProcess, createToolRegistry, fromFileUrl, joinPath, type ProcessOutput, type Runtime } from "../core/mod.ts";
 import { detectRuntime } from "../runtimes/mod.ts";
 import { createExecutorClient } from "../plugins/sandbox/client.ts";
-import { rejectsWith } from "./helpers.ts";
+import { firstLine, rejectsWith } from "./helpers.ts";
 
 const ROOT = fromFileUrl(new URL("../", import.meta.url)).replace(/\/$/, "");
 const LAUNCHER = joinPath(ROOT, "keel");
@@ -35,19 +35,6 @@ function explain(r: ProcessOutput): string {
   return `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;
 }
 
-/** Reads the first line of a stream, leaving the rest unread. */
-async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    text += value;
-  }
-  reader.releaseLock();
-  return text.split("\n")[0]!;
-}
-
 describe("keel executor serve", () => {
   test("serves authenticated executions with the caller's tools, and exits 0 on SIGTERM", SLOW, async () => {
     const child = runtime.processes!.spawn(LAUNCHER, {
@@ -61,7 +48,7 @@ describe("keel executor serve", () => {
     children.push(child);
     const stderr = new Response(child.stderr).text();
     const line = await firstLine(child.stdout!);
-    const { url } = JSON.parse(line) as { url: string };
+    const { url } = JSON.parse(line ?? "") as { url: string };
     assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
 
     const client = createExecutorClient({ url, apiKey: KEY });

@@ -13,6 +13,7 @@ import S3rver from "s3rver";
 import { AwsClient } from "aws4fetch";
 import { type ChildProcess, fromFileUrl, joinPath, type ProcessOutput, type Runtime } from "../core/mod.ts";
 import { detectRuntime } from "../runtimes/mod.ts";
+import { firstLine } from "./helpers.ts";
 
 const ROOT = fromFileUrl(new URL("../", import.meta.url)).replace(/\/$/, "");
 const LAUNCHER = joinPath(ROOT, "keel");
@@ -115,18 +116,11 @@ async function serve(args: readonly string[]): Promise<{ child: ChildProcess; in
   });
   children.push(child);
   const stderr = new Response(child.stderr).text();
-  const reader = child.stdout!.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    text += value;
-  }
-  reader.releaseLock();
-  if (!text.includes("\n")) {
+  const line = await firstLine(child.stdout!);
+  if (line === undefined) {
     assert.fail(`keel registry serve exited before listening: ${(await child.status).code}\n${await stderr}`);
   }
-  return { child, info: JSON.parse(text.split("\n")[0]!) as Record<string, string>, stderr };
+  return { child, info: JSON.parse(line) as Record<string, string>, stderr };
 }
 
 async function sha512Base64(bytes: Uint8Array): Promise<string> {

@@ -36,3 +36,20 @@ export function isRunning(pid: number): boolean {
     return (e as { code?: string }).code === "EPERM";
   }
 }
+
+/**
+ * The first line a stream carries (a server's "listening" line), without its newline; undefined
+ * when the stream ends first. The rest of the stream is left unread.
+ */
+export async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string | undefined> {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    text += value;
+  }
+  reader.releaseLock();
+  const at = text.indexOf("\n");
+  return at < 0 ? undefined : text.slice(0, at);
+}

@@ -10,6 +10,7 @@ import { type ChildProcess, fromFileUrl, joinPath, type ProcessOutput, type Runt
 import { detectRuntime } from "../runtimes/mod.ts";
 import { type OpenRegistry, openRegistry } from "../registry/mod.ts";
 import { verifyVersionSignature } from "../registry/signing.ts";
+import { firstLine } from "./helpers.ts";
 
 const ROOT = fromFileUrl(new URL("../", import.meta.url)).replace(/\/$/, "");
 const LAUNCHER = joinPath(ROOT, "keel");
@@ -322,15 +323,7 @@ describe("keel registry serve", () => {
     });
     children.push(child);
     const stderr = new Response(child.stderr).text();
-    const reader = child.stdout!.pipeThrough(new TextDecoderStream()).getReader();
-    let text = "";
-    while (!text.includes("\n")) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      text += value;
-    }
-    reader.releaseLock();
-    const info = JSON.parse(text.split("\n")[0]!) as { url: string; publicUrl: string; dir: string };
+    const info = JSON.parse((await firstLine(child.stdout!)) ?? "") as { url: string; publicUrl: string; dir: string };
     assert.match(info.url, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.equal(info.publicUrl, info.url);
     assert.equal(info.dir, dir);
